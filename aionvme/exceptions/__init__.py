@@ -1,0 +1,39 @@
+"""aionvme exceptions and the helpers the native core uses to build them."""
+from aionvme.exceptions._base import (
+    BufferFreedError,
+    CommandError,
+    CommandTimeout,
+    ControllerFatal,
+    ControllerNotReady,
+    DeviceError,
+    InterfaceError,
+    InternalError,
+    NvmeError,
+    QueueDeletedError,
+    QueueFullError,
+    VerifyError,
+)
+from aionvme.spec.names import command_name, status_name
+
+__all__ = (
+    "BufferFreedError", "CommandError", "CommandTimeout", "ControllerFatal",
+    "ControllerNotReady", "DeviceError", "InterfaceError", "InternalError", "NvmeError",
+    "QueueDeletedError", "QueueFullError", "VerifyError", "command_error",
+    "describe_completion", "command_name",
+)
+
+
+def describe_completion(cpl) -> str:
+    """One line, like the seed's: ``SUCCESS (00/00) sqid:0 cid:3 cdw0:0 sqhd:0002 p:1 m:0 dnr:0``."""
+    return (f"{status_name(cpl.sct, cpl.sc).upper()} ({cpl.sct:02x}/{cpl.sc:02x}) "
+            f"sqid:{cpl.sqid} cid:{cpl.cid} cdw0:{cpl.cdw0:x} sqhd:{cpl.sqhd:04x} "
+            f"p:{cpl.phase} m:{cpl.more} dnr:{cpl.dnr}")
+
+
+def command_error(cpl, opcode: int, admin: bool) -> CommandError:
+    """The CommandError for a failed completion of ``opcode``."""
+    name = command_name(opcode, admin)
+    msg = (f"{name} ({opcode:02x}) failed: ERROR status: {cpl.sct:02x}/{cpl.sc:02x} "
+           f"{status_name(cpl.sct, cpl.sc)} sqid:{cpl.sqid} cid:{cpl.cid} cdw0:{cpl.cdw0:#x} "
+           f"dnr:{cpl.dnr} m:{cpl.more}")
+    return CommandError(msg, cpl, opcode)

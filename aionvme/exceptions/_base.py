@@ -1,0 +1,86 @@
+"""The exception hierarchy.  Misuse raises InterfaceError (also a ValueError),
+device status raises CommandError, lost deadlines raise CommandTimeout."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class NvmeError(Exception):
+    """Base of every aionvme error."""
+
+
+class InterfaceError(NvmeError, ValueError):
+    """The API was used wrongly: the message names the argument and its limit."""
+
+
+class BufferFreedError(InterfaceError):
+    """A Buffer was used after ``free()``."""
+
+
+class QueueFullError(InterfaceError):
+    """Every CID of the queue is outstanding (depth - 1 commands)."""
+
+
+class QueueDeletedError(NvmeError):
+    """The queue a command was on was deleted, or the controller was reset."""
+
+
+class InternalError(NvmeError):
+    """A bug in aionvme itself."""
+
+
+class DeviceError(NvmeError):
+    """The device (or its backend process) failed or went away."""
+
+
+class ControllerNotReady(DeviceError):
+    """CSTS.RDY did not follow CC.EN within CAP.TO."""
+
+
+class ControllerFatal(DeviceError):
+    """The controller reports CSTS.CFS (Controller Fatal Status)."""
+
+
+class CommandTimeout(NvmeError, TimeoutError):
+    """A command got no completion before its deadline."""
+
+
+class VerifyError(NvmeError):
+    """Data read back does not match what was written (data verification)."""
+
+    def __init__(self, message: str, *, nsid: int = 0, lba: int = 0,
+                 expected: Any = None, found: Any = None) -> None:
+        super().__init__(message)
+        self.nsid = nsid
+        self.lba = lba
+        self.expected = expected
+        self.found = found
+
+
+class CommandError(NvmeError):
+    """A command completed with a non-zero status.
+
+    ``str(e)`` carries the seed's "SCT/SC" text, e.g. ``00/01``, and the
+    status name; ``e.completion`` is the CQE.
+    """
+
+    def __init__(self, message: str, completion: Any, opcode: int = -1) -> None:
+        super().__init__(message)
+        self.completion = completion
+        self.opcode = opcode
+
+    @property
+    def sct(self) -> int:
+        return int(self.completion.sct)
+
+    @property
+    def sc(self) -> int:
+        return int(self.completion.sc)
+
+    @property
+    def dnr(self) -> int:
+        return int(self.completion.dnr)
+
+    @property
+    def status(self) -> int:
+        return int(self.completion.status)

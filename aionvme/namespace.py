@@ -1,0 +1,226 @@
+"""A namespace and the NVM command set (NVM Command Set Specification 2.0)."""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Callable
+
+from aionvme import _core
+from aionvme.exceptions import InterfaceError
+from aionvme.settings import SETTINGS
+from aionvme.spec.names import command_name
+
+if TYPE_CHECKING:
+    from aionvme.controller import Controller
+    from aionvme.qpair import Qpair
+
+READ, WRITE, COMPARE, FLUSH = 0x02, 0x01, 0x05, 0x00
+WRITE_ZEROES, WRITE_UNCOR, DSM, VERIFY = 0x08, 0x04, 0x09, 0x0C
+IO_FLAG_FUA = 1 << 14  # cdw12 bit 30 (3.2.6 Read, 3.2.8 Write)
+
+
+class Namespace:
+    """A namespace of a controller (seed: ``Namespace``).  Prefer the ``nvme0n1`` fixture.
+
+    Example:
+        >>> ns = await aionvme.Namespace(nvme0, 1)
+        >>> await ns.write(q, buf, lba=0, lba_count=8)
+        >>> await ns.read(q, buf, 0, 8)
+    """
+
+    def __init__(self, nvme: "Controller", nsid: int = 1) -> None:
+        if not 1 <= nsid <= 0xFFFFFFFE:
+            raise InterfaceError(f"nsid {nsid} is outside 1..0xfffffffe")
+        self.nvme = nvme
+        self.nsid = nsid
+        self._id = b""
+        self.nsze = 0
+        self.lba_size = 512
+        self._opened = False
+        self._verifier: Any = None
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self._open().__await__()
+
+    async def __aenter__(self) -> "Namespace":
+        return await self._open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def _open(self) -> "Namespace":
+        if not self._opened:
+            await self.refresh()
+            self._opened = True
+        return self
+
+    async def refresh(self) -> None:
+        """Read Identify Namespace again (after a format, say)."""
+        buf = _core.Buffer(4096, "identify namespace")
+        await self.nvme.identify(buf, self.nsid, 0)
+        self._id = bytes(buf[0:4096])
+        self.nsze = int.from_bytes(self._id[0:8], "little")
+        flbas = self._id[26]
+        lbaf = (flbas & 0xF) | (((flbas >> 5) & 0x3) << 4)
+        lbads = self._id[128 + 4 * lbaf + 2]
+        self.lba_size = 1 << lbads
+
+    def close(self) -> None:
+        """Release what the namespace holds in host memory (its verify table)."""
+        self._verifier = None
+
+    # -- identify data ----------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        """Bytes of the namespace (NSZE * LBA size)."""
+        return self.nsze * self.lba_size
+
+    def id_data(self, byte_end: int, byte_begin: int | None = None, type: type = int) -> int | str:
+        """A field of the Identify Namespace data, by its byte range in the specification."""
+        if byte_begin is None:
+            byte_begin = byte_end
+        if not 0 <= byte_begin <= byte_end < 4096:
+            raise InterfaceError(f"byte range {byte_begin}..{byte_end} is outside 0..4095")
+        raw = self._id[byte_begin:byte_end + 1]
+        if type is str:
+            return raw.decode("latin-1").rstrip(" \0")
+        return int.from_bytes(raw, "little")
+
+    def get_lba_format(self, data_size: int = 512, meta_size: int = 0) -> int | None:
+        """The index of the LBA format with these sizes, or None."""
+        nlbaf = self._id[25] + 1
+        for i in range(nlbaf):
+            ms = int.from_bytes(self._id[128 + 4 * i:128 + 4 * i + 2], "little")
+            lbads = self._id[128 + 4 * i + 2]
+            if lbads and 1 << lbads == data_size and ms == meta_size:
+                return i
+        return None
+
+    async def format(self, data_size: int = 512, meta_size: int = 0, ses: int = 0) -> int:
+        """Format to the LBA format with these sizes; the namespace uses it at once."""
+        lbaf = self.get_lba_format(data_size, meta_size)
+        if lbaf is None:
+            raise InterfaceError(f"no LBA format has data_size {data_size} and meta_size {meta_size}")
+        await self.nvme.format(lbaf, ses, self.nsid)
+        await self.refresh()
+        if self._verifier is not None:
+            self._verifier.formatted(self)
+        return lbaf
+
+    def supports(self, opcode: int) -> bool:
+        """Whether I/O ``opcode`` is supported (Commands Supported and Effects log)."""
+        effects = self.nvme._effects
+        if not 0 <= opcode <= 0xFF:
+            raise InterfaceError(f"opcode {opcode:#x} is outside 0..0xff")
+        if not effects:
+            return opcode in (READ, WRITE, FLUSH)
+        off = 1024 + 4 * opcode
+        return bool(int.from_bytes(effects[off:off + 4], "little") & 1)
+
+    @staticmethod
+    def cmdname(opcode: int) -> str:
+        """The name of I/O command ``opcode``."""
+        return command_name(opcode, False)
+
+    # -- commands -----------------------------------------------------------------
+    def _check_range(self, lba: int, lba_count: int) -> None:
+        if not 1 <= lba_count <= 0x10000:
+            raise InterfaceError(f"lba_count {lba_count} is outside 1..65536 (NLB is 16 bits)")
+        if not 0 <= lba <= 0xFFFFFFFFFFFFFFFF:
+            raise InterfaceError(f"lba {lba} is outside 0..2**64-1")
+
+    def _io(self, qpair: "Qpair", opcode: int, lba: int, lba_count: int, io_flags: int,
+            buf: Any, cb: Callable | None, check: bool, timeout: float | None, sgl: bool,
+            post: Any = None, cdw13: int = 0) -> "asyncio.Future[Any]":
+        self._check_range(lba, lba_count)
+        if not 0 <= io_flags <= 0xFFFF:
+            raise InterfaceError(f"io_flags {io_flags:#x} is outside 0..0xffff")
+        xfer = lba_count * self.lba_size if buf is not None else 0
+        return qpair._core.submit(
+            opcode, self.nsid, buf, xfer, lba & 0xFFFFFFFF, lba >> 32,
+            (lba_count - 1) | (io_flags << 16), cdw13, cb=cb, check=check,
+            timeout=SETTINGS.timeout if timeout is None else timeout, sgl=sgl, post=post)
+
+    def read(self, qpair: "Qpair", buf: Any, lba: int, lba_count: int = 1, io_flags: int = 0,
+             cb: Callable | None = None, *, check: bool = True, timeout: float | None = None,
+             sgl: bool = False) -> "asyncio.Future[Any]":
+        """Read (NVM 3.2.6) ``lba_count`` LBAs from ``lba`` into ``buf``."""
+        if SETTINGS.fua_read:
+            io_flags |= IO_FLAG_FUA
+        post = self._verify_hook(READ, buf, lba, lba_count)
+        return self._io(qpair, READ, lba, lba_count, io_flags, buf, cb, check, timeout, sgl, post)
+
+    def write(self, qpair: "Qpair", buf: Any, lba: int, lba_count: int = 1, io_flags: int = 0,
+              cb: Callable | None = None, *, check: bool = True, timeout: float | None = None,
+              sgl: bool = False) -> "asyncio.Future[Any]":
+        """Write (NVM 3.2.8) ``lba_count`` LBAs at ``lba`` from ``buf``."""
+        if SETTINGS.fua_write:
+            io_flags |= IO_FLAG_FUA
+        post = self._verify_hook(WRITE, buf, lba, lba_count)
+        return self._io(qpair, WRITE, lba, lba_count, io_flags, buf, cb, check, timeout, sgl, post)
+
+    def compare(self, qpair: "Qpair", buf: Any, lba: int, lba_count: int = 1, io_flags: int = 0,
+                cb: Callable | None = None, *, check: bool = True, timeout: float | None = None,
+                sgl: bool = False) -> "asyncio.Future[Any]":
+        """Compare (NVM 3.2.1) ``buf`` with ``lba_count`` LBAs from ``lba``."""
+        return self._io(qpair, COMPARE, lba, lba_count, io_flags, buf, cb, check, timeout, sgl)
+
+    def verify(self, qpair: "Qpair", lba: int, lba_count: int = 1, io_flags: int = 0,
+               cb: Callable | None = None, *, check: bool = True,
+               timeout: float | None = None) -> "asyncio.Future[Any]":
+        """Verify (NVM 3.2.9): the device checks the LBAs can be read; no data moves."""
+        return self._io(qpair, VERIFY, lba, lba_count, io_flags, None, cb, check, timeout, False)
+
+    def write_zeroes(self, qpair: "Qpair", lba: int, lba_count: int = 1, io_flags: int = 0,
+                     cb: Callable | None = None, *, check: bool = True,
+                     timeout: float | None = None) -> "asyncio.Future[Any]":
+        """Write Zeroes (NVM 3.2.10)."""
+        post = self._verify_hook(WRITE_ZEROES, None, lba, lba_count)
+        return self._io(qpair, WRITE_ZEROES, lba, lba_count, io_flags, None, cb, check, timeout,
+                        False, post)
+
+    def write_uncorrectable(self, qpair: "Qpair", lba: int, lba_count: int = 1,
+                            cb: Callable | None = None, *, check: bool = True,
+                            timeout: float | None = None) -> "asyncio.Future[Any]":
+        """Write Uncorrectable (NVM 3.2.11): reads of these LBAs fail until written."""
+        post = self._verify_hook(WRITE_UNCOR, None, lba, lba_count)
+        return self._io(qpair, WRITE_UNCOR, lba, lba_count, 0, None, cb, check, timeout, False,
+                        post)
+
+    def flush(self, qpair: "Qpair", cb: Callable | None = None, *, check: bool = True,
+              timeout: float | None = None) -> "asyncio.Future[Any]":
+        """Flush (NVM 3.2.4) the volatile write cache."""
+        return qpair._core.submit(FLUSH, self.nsid, None, 0, cb=cb, check=check,
+                                  timeout=SETTINGS.timeout if timeout is None else timeout)
+
+    def dsm(self, qpair: "Qpair", buf: Any, range_count: int, attribute: int = 0x4,
+            cb: Callable | None = None, *, check: bool = True,
+            timeout: float | None = None) -> "asyncio.Future[Any]":
+        """Dataset Management (NVM 3.2.3); ``attribute`` 0x4 deallocates (trim).
+        Fill the ranges with ``buf.set_dsm_range(i, lba, lba_count)``."""
+        if not 1 <= range_count <= 256:
+            raise InterfaceError(f"range_count {range_count} is outside 1..256")
+        post = self._verify_hook(DSM, buf, 0, 0, attribute=attribute, range_count=range_count)
+        return qpair._core.submit(DSM, self.nsid, buf, 16 * range_count, range_count - 1,
+                                  attribute, cb=cb, check=check,
+                                  timeout=SETTINGS.timeout if timeout is None else timeout,
+                                  post=post)
+
+    def send_cmd(self, opcode: int, qpair: "Qpair", buf: Any = None, nsid: int = 1,
+                 cdw10: int = 0, cdw11: int = 0, cdw12: int = 0, cdw13: int = 0,
+                 cdw14: int = 0, cdw15: int = 0, cb: Callable | None = None, *,
+                 check: bool = True, timeout: float | None = None, sgl: bool = False,
+                 prp1: int | None = None, prp2: int | None = None) -> "asyncio.Future[Any]":
+        """Any I/O command, valid or not, on ``qpair``."""
+        return qpair._core.submit(opcode, nsid, buf, -1 if buf is not None else 0, cdw10, cdw11,
+                                  cdw12, cdw13, cdw14, cdw15, cb=cb, check=check,
+                                  timeout=SETTINGS.timeout if timeout is None else timeout,
+                                  sgl=sgl, prp1=prp1, prp2=prp2)
+
+    # -- data verification hook (aionvme.verify) ---------------------------------
+    def _verify_hook(self, opcode: int, buf: Any, lba: int, lba_count: int, **kw: Any) -> Any:
+        if not SETTINGS.verify:
+            return None
+        if self._verifier is None:
+            from aionvme.verify import Verifier
+            self._verifier = Verifier(self)
+        return self._verifier.hook(opcode, buf, lba, lba_count, **kw)

@@ -1,0 +1,135 @@
+"""I/O queue pairs: an I/O CQ and SQ created on the controller (5.4, 5.5)."""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from aionvme import _core
+from aionvme.cmdlog import Cmdlog, entries
+from aionvme.exceptions import InterfaceError, QueueDeletedError
+
+if TYPE_CHECKING:
+    from aionvme.controller import Controller
+
+
+class Qpair:
+    """An I/O submission queue and its completion queue (seed: ``Qpair``).
+
+    Example:
+        >>> q = await aionvme.Qpair(nvme0, 64)     # creates the CQ, then the SQ
+        >>> await nvme0n1.read(q, buf, 0, 8)
+        >>> await q.delete()                        # or: async with aionvme.Qpair(...) as q
+    """
+
+    __slots__ = ("nvme", "depth", "prio", "qid", "vector", "ien", "_core", "_created")
+
+    def __init__(self, nvme: "Controller", depth: int = 64, prio: int = 0, *,
+                 ien: bool = True, vector: int | None = None) -> None:
+        if nvme._device is None:
+            raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
+        mqes = (nvme.cap & 0xFFFF) + 1
+        if not isinstance(depth, int) or not 2 <= depth <= mqes:
+            raise InterfaceError(f"depth {depth} is outside 2..{mqes} (CAP.MQES + 1)")
+        if not 0 <= prio <= 3:
+            raise InterfaceError(f"prio {prio} is outside 0..3 (QPRIO)")
+        qid = next((q for q in range(1, nvme.max_io_queues + 1) if q not in nvme._io_qpairs), None)
+        if qid is None:
+            raise InterfaceError(f"all {nvme.max_io_queues} I/O queues the controller allocated are in use")
+        nvec = nvme.pcie.msix_vectors
+        if vector is None:
+            vector = qid % nvec if nvec > 1 else 0
+        if not 0 <= vector < nvec:
+            raise InterfaceError(f"vector {vector} is outside 0..{nvec - 1} (MSI-X table size)")
+        self.nvme = nvme
+        self.depth = depth
+        self.prio = prio
+        self.qid = qid
+        self.vector = vector
+        self.ien = ien
+        self._core = _core.CoreQpair(nvme._device, qid, depth, nvme.dstrd)
+        self._core.loop = nvme._loop
+        self._created = False
+        nvme._io_qpairs[qid] = self  # reserve the qid while being created
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self._create().__await__()
+
+    async def __aenter__(self) -> "Qpair":
+        return await self._create()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.delete()
+
+    async def _create(self) -> "Qpair":
+        if self._created:
+            return self
+        try:
+            await self._create_on_device()
+        except BaseException:
+            self.nvme._io_qpairs.pop(self.qid, None)
+            self._core.close()
+            raise
+        self._created = True
+        return self
+
+    async def _create_on_device(self) -> None:
+        nvme, qsize = self.nvme, self.depth - 1
+        if self.ien:
+            nvme.pcie.msix_mask(self.vector, False)
+        await nvme.send_cmd(0x05, cdw10=self.qid | (qsize << 16),
+                            cdw11=1 | (int(self.ien) << 1) | (self.vector << 16),
+                            **_prp(self._core.cq_iova))
+        try:
+            await nvme.send_cmd(0x01, cdw10=self.qid | (qsize << 16),
+                                cdw11=1 | (self.prio << 1) | (self.qid << 16),
+                                **_prp(self._core.sq_iova))
+        except BaseException:
+            await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
+            raise
+        poller = nvme._poller(self.vector)
+        if self._core not in poller.qpairs:
+            poller.qpairs.append(self._core)
+
+    async def _recreate(self) -> None:
+        """After a reset: the rings start empty and the queues are created again."""
+        self._core.reset_rings(lambda cid: QueueDeletedError("the queue was reset"))
+        await self._create_on_device()
+
+    async def delete(self) -> None:
+        """Delete the SQ then the CQ; commands still outstanding fail with QueueDeletedError."""
+        nvme = self.nvme
+        if self._core.closed:
+            return
+        poller = nvme._pollers.get(self.vector)
+        try:
+            if self._created and not nvme.closed:
+                await nvme.send_cmd(0x00, cdw10=self.qid, check=False)
+                if poller is not None:
+                    poller.poll()
+                await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
+        finally:
+            if poller is not None and self._core in poller.qpairs:
+                poller.qpairs.remove(self._core)
+            self._core.close()
+            nvme._io_qpairs.pop(self.qid, None)
+            self._created = False
+
+    def cmdlog(self, count: int = 0) -> Cmdlog:
+        """The last ``count`` commands of this queue (all kept when 0) with completions."""
+        return entries(self.qid, self._core.cmdlog(count))
+
+    async def waitdone(self, expected: int = 1) -> list[Any]:
+        """Wait for the ``expected`` oldest outstanding commands (seed compatibility)."""
+        return list(await asyncio.gather(*self._core.pending()[:expected]))
+
+    @property
+    def outstanding(self) -> int:
+        return int(self._core.outstanding)
+
+    def __repr__(self) -> str:
+        return f"<Qpair qid={self.qid} depth={self.depth} vector={self.vector}>"
+
+
+def _prp(iova: int) -> dict[str, int]:
+    """The queue base address as PRP Entry 1 (5.4: a physically contiguous queue)."""
+    return {"prp1": iova}

@@ -1,0 +1,108 @@
+"""Configuration of a simulated SSD: the defaults, and ``sim:PATH.toml``.
+
+Example TOML::
+
+    serial = "SIM0001"
+    mdts = 7                  # 2**7 pages of 4 KiB = 512 KiB
+    max_io_queues = 64
+    [[namespace]]
+    size = "8T"               # sparse: memory is used only where written
+    lba_size = 512
+    file = "/var/tmp/ns1.img" # optional: back it with a file that survives power cycles
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from aionvme.exceptions import InterfaceError
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: Any, name: str) -> int:
+    """``"8T"``, ``"512M"`` or an int, in bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", str(value), re.I)
+    if not m:
+        raise InterfaceError(f"{name} {value!r} is not a size like 4096, '512M' or '8T'")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+@dataclasses.dataclass
+class NamespaceConfig:
+    size: int = 1 << 30
+    lba_size: int = 512
+    file: str | None = None
+
+
+@dataclasses.dataclass
+class SimConfig:
+    serial: str = "AIONVME-SIM-0001"
+    model: str = "aionvme simulated SSD"
+    firmware: str = "1.0"
+    mdts: int = 7               # 2**mdts pages of 4 KiB
+    max_io_queues: int = 64
+    mqes: int = 1023            # CAP.MQES, 0's based
+    vectors: int = 65           # MSI-X table size
+    ready_delay_ms: float = 1.0
+    shutdown_delay_ms: float = 2.0
+    dst_short_ms: float = 300.0
+    dst_extended_ms: float = 1500.0
+    sanitize_ms: float = 300.0
+    sgl: bool = True
+    vwc: bool = True            # a volatile write cache is present (and enabled)
+    namespaces: list[NamespaceConfig] = dataclasses.field(
+        default_factory=lambda: [NamespaceConfig()])
+
+    def check(self) -> "SimConfig":
+        if not 0 <= self.mdts <= 9:
+            raise InterfaceError(f"mdts {self.mdts} is outside 0..9 (the PRP list limit)")
+        if not 1 <= self.max_io_queues <= 64:
+            raise InterfaceError(f"max_io_queues {self.max_io_queues} is outside 1..64")
+        if not 1 <= self.mqes <= 0xffff:
+            raise InterfaceError(f"mqes {self.mqes} is outside 1..65535")
+        if not 1 <= self.vectors <= 64 + 1:
+            raise InterfaceError(f"vectors {self.vectors} is outside 1..65")
+        if not 1 <= len(self.namespaces) <= 16:
+            raise InterfaceError(f"{len(self.namespaces)} namespaces: the limit is 1..16")
+        for i, ns in enumerate(self.namespaces, 1):
+            if ns.lba_size not in (512, 4096):
+                raise InterfaceError(f"namespace {i} lba_size {ns.lba_size}: 512 or 4096")
+            if ns.size < 1 << 20:
+                raise InterfaceError(f"namespace {i} size {ns.size} is below the limit of 1 MiB")
+        self.vectors = min(self.vectors, 64)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SimConfig":
+        d = dict(d)
+        nss = [NamespaceConfig(size=parse_size(n.get("size", 1 << 30), "size"),
+                               lba_size=int(n.get("lba_size", 512)), file=n.get("file"))
+               for n in d.pop("namespaces", d.pop("namespace", [{}]))]
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InterfaceError(f"unknown simulator setting(s): {', '.join(sorted(unknown))}")
+        return cls(namespaces=nss, **d).check()
+
+    @classmethod
+    def from_address(cls, address: str) -> "SimConfig":
+        """``sim`` (defaults) or ``sim:PATH.toml``."""
+        if address in ("sim", "sim:"):
+            return cls().check()
+        path = address.split(":", 1)[1]
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            with open(path, "rb") as f:
+                return cls.from_dict(tomllib.load(f))
+        except FileNotFoundError:
+            raise InterfaceError(f"simulator config file {path!r} does not exist") from None

@@ -1,0 +1,83 @@
+"""The simulator's control plane: requests a test sends to make the device
+misbehave on purpose, or to look inside it.  Each request is a JSON object
+with an ``op``; the reply is a JSON object.  The host-side API is
+``aionvme.sim.faults.SimControl`` (``nvme0.sim``)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aionvme.sim.device import SimDevice
+
+ACTIONS = {"status": 1, "drop": 2, "delay": 3}
+
+
+class Control:
+    def __init__(self, dev: "SimDevice") -> None:
+        self.dev = dev
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.pop("op", None)
+        fn = getattr(self, f"op_{op}", None)
+        if fn is None:
+            return {"error": f"unknown control op {op!r}"}
+        return fn(**req)
+
+    def op_fault(self, action: str, qid: int = -1, opcode: int = -1, nsid: int = 0,
+                 lba: int = 0, lba_count: int = 0, sct: int = 0, sc: int = 0,
+                 dnr: bool = True, more: bool = False, count: int = -1,
+                 delay_ms: float = 0) -> dict[str, Any]:
+        core = self.dev.core
+        slot = core.fault_free_slot()
+        if slot < 0:
+            return {"error": "every fault slot is in use"}
+        if action not in ACTIONS:
+            return {"error": f"action {action!r} is not one of {sorted(ACTIONS)}"}
+        status = (int(dnr) << 14) | (int(more) << 13) | ((sct & 7) << 8) | (sc & 0xFF)
+        hi = lba + lba_count if lba_count else 0
+        core.fault_set(slot, ACTIONS[action], qid=qid, opcode=opcode, nsid=nsid,
+                       slba_lo=lba, slba_hi=hi, status=status, count=count,
+                       delay_us=int(delay_ms * 1000))
+        return {"slot": slot}
+
+    def op_fault_clear(self, slot: int | None = None) -> dict[str, Any]:
+        slots = range(32) if slot is None else [slot]
+        for s in slots:
+            self.dev.core.fault_clear(s)
+        return {}
+
+    def op_fault_info(self, slot: int) -> dict[str, Any]:
+        return self.dev.core.fault_info(slot)
+
+    def op_corrupt(self, nsid: int, lba: int, offset: int = 0, xor: int = 0xFF) -> dict[str, Any]:
+        ns = self.dev.state.namespaces.get(nsid)
+        if ns is None or not 0 <= lba < ns.nlba or not 0 <= offset < ns.lba_size:
+            return {"error": f"no LBA {lba} (offset {offset}) in namespace {nsid}"}
+        pos = lba * ns.lba_size + offset
+        b = self.dev.core.media_read(nsid, pos, 1)
+        self.dev.core.media_write(nsid, pos, bytes([b[0] ^ (xor & 0xFF or 0xFF)]))
+        return {}
+
+    def op_fatal(self) -> dict[str, Any]:
+        self.dev.fatal()
+        return {}
+
+    def op_temperature(self, kelvin: int) -> dict[str, Any]:
+        self.dev.state.temperature_k = kelvin
+        self.dev.check_temperature()
+        return {}
+
+    def op_state(self) -> dict[str, Any]:
+        d = self.dev
+        return {
+            "powered": d.powered, "cc": d.cc, "csts": d.csts,
+            "counters": d.core.counters(), "irq_counts": d.core.irq_counts(),
+            "io_queues": [q for q in range(1, 65) if d.core.sq_info(q) is not None],
+            "aer_pending": len(d.admin.aer_pending), "power_cycles": d.state.power_cycles,
+            "unsafe_shutdowns": d.state.unsafe_shutdowns, "delayed": d.core.ndelayed,
+        }
+
+    def op_media_read(self, nsid: int, lba: int, count: int = 1) -> dict[str, Any]:
+        ns = self.dev.state.namespaces[nsid]
+        data = self.dev.core.media_read(nsid, lba * ns.lba_size, count * ns.lba_size)
+        return {"hex": data.hex()}

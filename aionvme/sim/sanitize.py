@@ -1,0 +1,85 @@
+"""Sanitize (5.26) and the Sanitize Status log page (5.16.1.25)."""
+from __future__ import annotations
+
+import struct
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aionvme.sim.admin import Cmd
+    from aionvme.sim.device import SimDevice
+
+EXIT_FAILURE, BLOCK_ERASE, OVERWRITE, CRYPTO_ERASE = 1, 2, 3, 4
+NEVER, COMPLETED, IN_PROGRESS, FAILED, COMPLETED_NO_DEALLOC = 0, 1, 2, 3, 4
+INVALID_FIELD = (1 << 14) | 0x02
+SANITIZE_IN_PROGRESS = (1 << 14) | 0x1D
+# 8.21: admin commands a controller still runs while a sanitize is in progress.
+ALLOWED_ADMIN = {0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0A, 0x0C}
+SANITIZE_STATUS_BLOCK = (0x1D << 0) | (1 << 14)
+
+
+class Sanitize:
+    def __init__(self, dev: "SimDevice") -> None:
+        self.dev = dev
+        self.status = NEVER
+        self.cdw10 = 0
+        self.started = 0.0
+        self.duration = 0.0
+        self.passes = 0
+        self.generation = 0
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status == IN_PROGRESS
+
+    def blocks(self, opcode: int, admin: bool) -> bool:
+        return self.in_progress and (not admin or opcode not in ALLOWED_ADMIN)
+
+    def command(self, cmd: "Cmd") -> tuple[int, int]:
+        action = cmd.cdw10 & 0x7
+        if self.in_progress:
+            return (SANITIZE_IN_PROGRESS, 0)
+        if action == EXIT_FAILURE:
+            if self.status == FAILED:
+                self.status = COMPLETED
+            return (0, 0)
+        if action not in (BLOCK_ERASE, OVERWRITE, CRYPTO_ERASE) or cmd.nsid not in (0, 0xFFFFFFFF):
+            return (INVALID_FIELD, 0)
+        self.cdw10 = cmd.cdw10
+        self.passes = ((cmd.cdw10 >> 4) & 0xF) or 16 if action == OVERWRITE else 0
+        self.start()
+        return (0, 0)
+
+    def start(self) -> None:
+        self.status = IN_PROGRESS
+        self.started = time.monotonic()
+        self.duration = self.dev.cfg.sanitize_ms / 1000
+        self.generation += 1
+        self.dev.core.io_block_status = SANITIZE_STATUS_BLOCK
+        gen = self.generation
+        self.dev.after(self.duration, lambda: gen == self.generation and self.complete())
+
+    def complete(self) -> None:
+        for nsid, ns in self.dev.state.namespaces.items():
+            self.dev.core.ns_format(nsid, ns.lba_shift, True)
+        ndas = bool(self.cdw10 & (1 << 9))
+        self.status = COMPLETED_NO_DEALLOC if ndas else COMPLETED
+        self.dev.core.io_block_status = 0
+        self.dev.admin.selftest.namespace_formatted()
+        self.dev.admin.event(6, 0x01, 0x81)  # I/O command specific: sanitize completed
+
+    def power_on(self) -> None:
+        # 8.21: a sanitize interrupted by power loss restarts when power returns.
+        if self.in_progress:
+            self.start()
+
+    def log(self) -> bytes:
+        d = bytearray(512)
+        if self.in_progress:
+            sprog = min(0xFFFE, int(0x10000 * (time.monotonic() - self.started) / self.duration))
+        else:
+            sprog = 0xFFFF
+        sstat = self.status | (self.passes << 3)
+        ms = int(self.dev.cfg.sanitize_ms / 1000) or 1
+        struct.pack_into("<HHIIII", d, 0, sprog, sstat, self.cdw10, ms, ms, ms, 0)
+        return bytes(d)

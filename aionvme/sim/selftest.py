@@ -1,0 +1,83 @@
+"""Device Self-test (5.22) and its log page (5.16.1.7)."""
+from __future__ import annotations
+
+import collections
+import struct
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aionvme.sim.admin import Cmd
+    from aionvme.sim.device import SimDevice
+
+SHORT, EXTENDED, ABORT = 0x1, 0x2, 0xF
+# Result codes (Figure 207, byte 0 bits 3:0)
+NO_ERROR, ABORTED_BY_COMMAND, ABORTED_BY_RESET, ABORTED_BY_FORMAT = 0x0, 0x1, 0x2, 0x4
+IN_PROGRESS = (1 << 14) | (1 << 8) | 0x1D
+INVALID_FIELD = (1 << 14) | 0x02
+INVALID_NS = (1 << 14) | 0x0B
+
+
+class SelfTest:
+    def __init__(self, dev: "SimDevice") -> None:
+        self.dev = dev
+        self.current = 0          # STC of the test in progress, 0: none
+        self.nsid = 0
+        self.started = 0.0
+        self.duration = 0.0
+        self.generation = 0       # stale timers see a newer generation and do nothing
+        self.results: collections.deque[bytes] = collections.deque(maxlen=20)
+
+    def command(self, cmd: "Cmd") -> tuple[int, int]:
+        stc = cmd.cdw10 & 0xF
+        if cmd.nsid not in (0, 0xFFFFFFFF) and cmd.nsid not in self.dev.state.namespaces:
+            return (INVALID_NS, 0)
+        if stc == ABORT:
+            self.finish(ABORTED_BY_COMMAND)
+            return (0, 0)
+        if stc not in (SHORT, EXTENDED):
+            return (INVALID_FIELD, 0)
+        if self.current:
+            return (IN_PROGRESS, 0)
+        self.current, self.nsid = stc, cmd.nsid
+        self.started = time.monotonic()
+        ms = self.dev.cfg.dst_short_ms if stc == SHORT else self.dev.cfg.dst_extended_ms
+        self.duration = ms / 1000
+        self.generation += 1
+        gen = self.generation
+        self.dev.after(self.duration, lambda: gen == self.generation and self.finish(NO_ERROR))
+        return (0, 0)
+
+    def finish(self, result: int) -> None:
+        if not self.current:
+            return
+        entry = bytearray(28)
+        entry[0] = (self.current << 4) | result
+        entry[1] = 0
+        entry[2] = 0x1 if self.nsid not in (0, 0xFFFFFFFF) else 0  # NSID valid
+        struct.pack_into("<QI", entry, 4, self.dev.state.power_on_hours, self.nsid)
+        self.results.appendleft(bytes(entry))
+        self.current = 0
+        self.generation += 1
+
+    def controller_reset(self) -> None:
+        # 5.22: a short test is aborted by a Controller Level Reset, an extended one goes on.
+        if self.current == SHORT:
+            self.finish(ABORTED_BY_RESET)
+
+    def power_off(self) -> None:
+        self.finish(ABORTED_BY_RESET)
+
+    def namespace_formatted(self) -> None:
+        self.finish(ABORTED_BY_FORMAT)
+
+    def log(self) -> bytes:
+        d = bytearray(564)
+        if self.current:
+            d[0] = self.current
+            d[1] = min(99, int(100 * (time.monotonic() - self.started) / self.duration))
+        for i, entry in enumerate(self.results):
+            d[4 + 28 * i:4 + 28 * (i + 1)] = entry
+        for i in range(len(self.results), 20):
+            d[4 + 28 * i] = 0xF  # entry not used
+        return bytes(d)

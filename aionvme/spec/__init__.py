@@ -1,0 +1,1 @@
+"""Decoders of the NVMe specification: command and status names."""

@@ -1,0 +1,58 @@
+"""The NVM subsystem: NVM Subsystem Reset, shutdown notification, power."""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aionvme.exceptions import InterfaceError
+
+if TYPE_CHECKING:
+    from aionvme.controller import Controller
+
+NSSR_MAGIC = 0x4E564D65  # "NVMe" (3.1.3.6)
+RESET_POWER_OFF, RESET_POWER_ON = 3, 4
+
+
+class Subsystem:
+    """Seed: ``Subsystem``.  Prefer the ``subsystem`` fixture.
+
+    Example:
+        >>> await subsystem.power_cycle(1)        # power off 1 s, on, controller back
+        >>> await subsystem.reset()               # NSSR
+        >>> await subsystem.shutdown_notify()     # CC.SHN normal shutdown
+    """
+
+    __slots__ = ("nvme",)
+
+    def __init__(self, nvme: "Controller") -> None:
+        self.nvme = nvme
+
+    async def reset(self) -> None:
+        """NVM Subsystem Reset through NSSR (3.7.1); the controller is initialised again."""
+        if not (self.nvme.cap >> 36) & 1:
+            raise InterfaceError("the controller does not support NVM subsystem reset (CAP.NSSRS = 0)")
+        self.nvme._fail_outstanding("NVM subsystem reset")
+        self.nvme.write_register(0x20, NSSR_MAGIC)
+        await self.nvme._reinit("NVM subsystem reset")
+
+    async def shutdown_notify(self, abrupt: bool = False) -> None:
+        """Shutdown notification through CC.SHN; waits until CSTS.SHST reports complete."""
+        await self.nvme.shutdown(abrupt)
+
+    async def power_off(self) -> None:
+        """Remove power now (unflushed cached writes are lost)."""
+        self.nvme._fail_outstanding("power loss")
+        self.nvme._live_device().reset(RESET_POWER_OFF)
+
+    async def power_on(self) -> None:
+        """Restore power and initialise the controller again."""
+        self.nvme._live_device().reset(RESET_POWER_ON)
+        await self.nvme._reinit("power cycle")
+
+    async def power_cycle(self, sec: float = 10) -> None:
+        """Power off for ``sec`` seconds, then on (seed: ``power_cycle``)."""
+        if not 0 <= sec <= 3600:
+            raise InterfaceError(f"sec {sec} is outside 0..3600")
+        await self.power_off()
+        await asyncio.sleep(sec)
+        await self.power_on()

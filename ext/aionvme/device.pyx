@@ -1,0 +1,124 @@
+# A device reached through one backend of struct anv_dev_ops.
+from libc.stdlib cimport malloc, free
+
+
+cdef class Device:
+    """A controller behind a backend (``dev_ops``): config space, BAR0,
+    doorbells, MSI-X eventfds and resets.  Built by ``Device.open_sim``."""
+    cdef anv_dev dev
+    cdef bint _open
+    cdef readonly str backend
+
+    def __cinit__(self):
+        self._open = False
+
+    def __dealloc__(self):
+        self._close()
+
+    cdef void _close(self):
+        if self._open:
+            self.dev.ops.close(&self.dev)
+            self._open = False
+
+    @staticmethod
+    def open_sim(int sock, int bar_fd, int db_fd, list irq_fds):
+        """Attach to a simulator process; every fd's ownership passes to the Device."""
+        cdef Device d = Device.__new__(Device)
+        cdef int fds[64]
+        cdef int i
+        if not 1 <= len(irq_fds) <= 64:
+            raise _exc.InterfaceError(f"irq_fds holds {len(irq_fds)} eventfds; the limit is 1..64")
+        for i in range(len(irq_fds)):
+            fds[i] = irq_fds[i]
+        if anv_sim_open(&d.dev, sock, bar_fd, db_fd, fds, len(irq_fds)) < 0:
+            raise convert_errno("attaching to the simulator")
+        d._open = True
+        d.backend = "sim"
+        return d
+
+    cdef int _live(self) except -1:
+        if not self._open:
+            raise _exc.DeviceError("the device is closed")
+        return 0
+
+    def close(self):
+        self._close()
+
+    @property
+    def closed(self):
+        return not self._open
+
+    @property
+    def nvec(self):
+        return self.dev.nvec
+
+    def irq_fd(self, int vector):
+        """The eventfd that becomes readable when MSI-X ``vector`` fires."""
+        self._live()
+        if not 0 <= vector < self.dev.nvec:
+            raise _exc.InterfaceError(f"vector {vector} is outside 0..{self.dev.nvec - 1}")
+        return self.dev.irq_fd[vector]
+
+    def cfg_read(self, uint32_t off, uint32_t length=4):
+        cdef uint64_t val = 0
+        self._live()
+        if length not in (1, 2, 4) or off + length > 4096:
+            raise _exc.InterfaceError(
+                f"config read of {length} bytes at {off:#x}: length must be 1, 2 or 4 within 4 KiB")
+        if self.dev.ops.cfg_read(&self.dev, off, length, &val) < 0:
+            raise convert_errno(f"config read at {off:#x}")
+        return val
+
+    def cfg_write(self, uint32_t off, uint32_t length, uint64_t val):
+        self._live()
+        if length not in (1, 2, 4) or off + length > 4096:
+            raise _exc.InterfaceError(
+                f"config write of {length} bytes at {off:#x}: length must be 1, 2 or 4 within 4 KiB")
+        if self.dev.ops.cfg_write(&self.dev, off, length, val) < 0:
+            raise convert_errno(f"config write at {off:#x}")
+
+    def bar_read(self, uint32_t off, uint32_t length=4):
+        cdef uint64_t val = 0
+        self._live()
+        if length not in (4, 8) or off % 4 or off + length > ANV_BAR0_SIZE:
+            raise _exc.InterfaceError(
+                f"register read of {length} bytes at {off:#x}: length must be 4 or 8, "
+                f"dword aligned, below {ANV_BAR0_SIZE:#x}")
+        if self.dev.ops.bar_read(&self.dev, off, length, &val) < 0:
+            raise convert_errno(f"register read at {off:#x}")
+        return val
+
+    def bar_write(self, uint32_t off, uint32_t length, uint64_t val):
+        self._live()
+        if length not in (4, 8) or off % 4 or off + length > ANV_BAR0_SIZE:
+            raise _exc.InterfaceError(
+                f"register write of {length} bytes at {off:#x}: length must be 4 or 8, "
+                f"dword aligned, below {ANV_BAR0_SIZE:#x}")
+        if self.dev.ops.bar_write(&self.dev, off, length, val) < 0:
+            raise convert_errno(f"register write at {off:#x}")
+
+    def reset(self, int kind):
+        self._live()
+        if self.dev.ops.reset(&self.dev, kind) < 0:
+            raise convert_errno(f"reset of kind {kind}")
+
+    def control(self, bytes request, int reply_cap=1 << 20):
+        """A JSON request to the simulator's control plane; returns the reply bytes."""
+        cdef uint64_t rval = 0
+        cdef uint32_t rlen = 0
+        cdef char *rbuf
+        cdef int rc
+        self._live()
+        if self.backend != "sim":
+            raise _exc.InterfaceError(f"control requests go to the simulator, not to {self.backend}")
+        rbuf = <char *>malloc(reply_cap)
+        if rbuf == NULL:
+            raise MemoryError()
+        try:
+            rc = anv_sim_call(&self.dev, ANV_SIM_OP_CONTROL, 0, 0, 0, <const char *>request,
+                              len(request), &rval, rbuf, reply_cap, &rlen)
+            if rc < 0:
+                raise convert_errno("simulator control request")
+            return rbuf[:rlen]
+        finally:
+            free(rbuf)

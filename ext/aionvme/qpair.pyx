@@ -1,0 +1,353 @@
+# Host side queue pair: submit -> CID -> future; reap -> resolve.
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from cpython.object cimport PyObject
+import time as _time
+
+
+cdef class Completion:
+    """A completion queue entry (4.6) as the host received it."""
+    cdef readonly uint32_t cdw0
+    cdef readonly uint32_t cdw1
+    cdef readonly uint16_t sqhd
+    cdef readonly uint16_t sqid
+    cdef readonly uint16_t cid
+    cdef readonly uint16_t raw_status  # dword 3 bits 31:16: status field and phase tag
+
+    @staticmethod
+    cdef Completion new(const anv_cqe *e):
+        cdef Completion c = Completion.__new__(Completion)
+        c.cdw0 = e.cdw0
+        c.cdw1 = e.cdw1
+        c.sqhd = e.sqhd
+        c.sqid = e.sqid
+        c.cid = e.cid
+        c.raw_status = e.status
+        return c
+
+    @property
+    def status(self):
+        """The 15-bit Status Field (without the phase tag)."""
+        return self.raw_status >> 1
+
+    @property
+    def phase(self):
+        return self.raw_status & 1
+
+    @property
+    def sc(self):
+        return (self.raw_status >> 1) & 0xff
+
+    @property
+    def sct(self):
+        return (self.raw_status >> 9) & 0x7
+
+    @property
+    def crd(self):
+        return (self.raw_status >> 12) & 0x3
+
+    @property
+    def more(self):
+        return (self.raw_status >> 14) & 0x1
+
+    @property
+    def dnr(self):
+        return (self.raw_status >> 15) & 0x1
+
+    @property
+    def ok(self):
+        return (self.raw_status >> 1) == 0
+
+    def __repr__(self):
+        return (f"Completion(cdw0={self.cdw0:#x}, sct={self.sct:#x}, sc={self.sc:#04x}, "
+                f"cid={self.cid}, sqid={self.sqid}, sqhd={self.sqhd}, p={self.phase}, "
+                f"m={self.more}, dnr={self.dnr})")
+
+    def __str__(self):
+        return _exc.describe_completion(self)
+
+
+cdef class CoreQpair:
+    """One SQ/CQ pair in the arena; owns the CID -> future table.
+
+    The poller calls ``reap()``; commands come in through ``submit()``.
+    """
+    cdef anv_qpair qp
+    cdef readonly Device device
+    cdef readonly int qid
+    cdef readonly int depth
+    cdef public object loop
+    cdef list _futs
+    cdef list _cbs
+    cdef list _bufs
+    cdef list _post
+    cdef double *_deadline
+    cdef uint8_t *_check
+    cdef bint _live
+    cdef public list bad_completions
+    cdef public bint is_admin
+
+    def __cinit__(self, Device device, int qid, int depth, int dstrd=0):
+        if not 2 <= depth <= 65536:
+            raise _exc.InterfaceError(f"depth {depth} is outside 2..65536")
+        device._live()
+        if anv_qpair_init(&self.qp, &device.dev, &arena().a, <uint16_t>qid, depth, dstrd) < 0:
+            raise convert_errno(f"allocating queue pair {qid} of depth {depth}")
+        self._deadline = <double *>calloc(depth, sizeof(double))
+        self._check = <uint8_t *>calloc(depth, 1)
+        if self._deadline == NULL or self._check == NULL:
+            anv_qpair_fini(&self.qp)
+            raise MemoryError()
+        self.device = device
+        self.qid = qid
+        self.depth = depth
+        self._futs = [None] * depth
+        self._cbs = [None] * depth
+        self._bufs = [None] * depth
+        self._post = [None] * depth
+        self.bad_completions = []
+        self.is_admin = qid == 0
+        self._live = True
+
+    def __dealloc__(self):
+        if self._live:
+            anv_qpair_fini(&self.qp)
+        free(self._deadline)
+        free(self._check)
+
+    @property
+    def sq_iova(self):
+        return self.qp.sq_iova
+
+    @property
+    def cq_iova(self):
+        return self.qp.cq_iova
+
+    @property
+    def outstanding(self):
+        return anv_qpair_outstanding(&self.qp)
+
+    @property
+    def sq_tail(self):
+        return self.qp.sq_tail
+
+    @property
+    def sq_head(self):
+        return self.qp.sq_head
+
+    def submit(self, int opcode, unsigned int nsid=0, Buffer buf=None, Py_ssize_t xfer_len=-1,
+               unsigned int cdw10=0, unsigned int cdw11=0, unsigned int cdw12=0,
+               unsigned int cdw13=0, unsigned int cdw14=0, unsigned int cdw15=0,
+               unsigned int cdw2=0, unsigned int cdw3=0, int flags=0, bint sgl=False,
+               object cb=None, bint check=True, double timeout=5.0, object post=None,
+               Py_ssize_t buf_offset=0, object prp1=None, object prp2=None):
+        """Build an SQE, put it on the SQ, ring the doorbell; return a future."""
+        cdef anv_sqe sqe
+        cdef int cid
+        cdef uint64_t p1 = 0, p2 = 0, iova
+        cdef object fut
+        if not self._live:
+            raise _exc.QueueDeletedError(f"queue {self.qid} was deleted")
+        if not 0 <= opcode <= 0xff:
+            raise _exc.InterfaceError(f"opcode {opcode:#x} is outside 0..0xff")
+        if buf is not None:
+            iova = buf.c_iova()
+            if xfer_len < 0:
+                xfer_len = buf.size - buf_offset
+            if buf_offset < 0 or buf_offset + xfer_len > buf.size:
+                raise _exc.InterfaceError(
+                    f"buf of {buf.size} bytes is smaller than the transfer of {xfer_len} bytes"
+                    + (f" at offset {buf_offset}" if buf_offset else ""))
+        elif xfer_len > 0 and prp1 is None:
+            raise _exc.InterfaceError(f"the command transfers {xfer_len} bytes: buf is required")
+        cid = anv_qpair_cid_alloc(&self.qp)
+        if cid < 0:
+            raise _exc.QueueFullError(
+                f"queue {self.qid} has {self.depth - 1} commands outstanding, the most its depth "
+                f"{self.depth} allows")
+        memset(&sqe, 0, sizeof(sqe))
+        sqe.opcode = <uint8_t>opcode
+        sqe.flags = <uint8_t>(flags & 0x3f)
+        sqe.cid = <uint16_t>cid
+        sqe.nsid = nsid
+        sqe.cdw2 = cdw2
+        sqe.cdw3 = cdw3
+        sqe.cdw10 = cdw10
+        sqe.cdw11 = cdw11
+        sqe.cdw12 = cdw12
+        sqe.cdw13 = cdw13
+        sqe.cdw14 = cdw14
+        sqe.cdw15 = cdw15
+        if buf is not None and xfer_len > 0:
+            if sgl:
+                # 4.1.2: one SGL Data Block descriptor; an arena buffer is contiguous.
+                sqe.flags |= 0x40
+                sqe.prp1 = iova + <uint64_t>buf_offset
+                sqe.prp2 = (<uint64_t>xfer_len) & 0xffffffff
+            else:
+                if anv_qpair_build_prp(&self.qp, <uint16_t>cid, iova + <uint64_t>buf_offset,
+                                       <uint64_t>xfer_len, &p1, &p2) < 0:
+                    anv_qpair_cid_put(&self.qp, <uint16_t>cid)
+                    raise _exc.InterfaceError(
+                        f"a transfer of {xfer_len} bytes needs more than one PRP list page")
+                sqe.prp1 = p1
+                sqe.prp2 = p2
+        if prp1 is not None:
+            sqe.prp1 = prp1
+        if prp2 is not None:
+            sqe.prp2 = prp2
+        fut = self.loop.create_future()
+        self._futs[cid] = fut
+        self._cbs[cid] = cb
+        self._post[cid] = post
+        if buf is not None:
+            self._bufs[cid] = buf
+            buf._inflight += 1
+        self._check[cid] = check
+        self._deadline[cid] = _time.monotonic() + timeout if timeout > 0 else 0.0
+        if anv_qpair_submit(&self.qp, &sqe, 1) < 0:
+            err = convert_errno(f"doorbell of queue {self.qid}")
+            self._release(cid)
+            anv_qpair_cid_put(&self.qp, <uint16_t>cid)
+            raise err
+        return fut
+
+    cdef inline object _release(self, int cid):
+        cdef Buffer b = self._bufs[cid]
+        fut = self._futs[cid]
+        self._futs[cid] = None
+        self._cbs[cid] = None
+        self._post[cid] = None
+        self._deadline[cid] = 0.0
+        if b is not None:
+            b._inflight -= 1
+            self._bufs[cid] = None
+        return fut
+
+    def reap(self):
+        """Take every new CQE and resolve its future; never raises for a bad CQE."""
+        cdef anv_cqe cqes[64]
+        cdef int n, i, total = 0
+        cdef Completion cpl
+        while self._live:
+            n = anv_qpair_reap(&self.qp, cqes, 64)
+            if n < 0:
+                raise convert_errno(f"CQ head doorbell of queue {self.qid}")
+            for i in range(n):
+                self._dispatch(&cqes[i])
+            total += n
+            if n < 64:
+                break
+        return total
+
+    cdef void _dispatch(self, anv_cqe *e):
+        cdef Completion cpl = Completion.new(e)
+        cdef int cid = e.cid
+        cdef bint check
+        if cid >= self.depth or self._futs[cid] is None:
+            # A CQE for no outstanding command: the device misbehaved.
+            self.bad_completions.append(cpl)
+            return
+        cb = self._cbs[cid]
+        post = self._post[cid]
+        check = self._check[cid]
+        fut = self._release(cid)
+        exc = None
+        if post is not None:
+            try:
+                exc = post(cpl)
+            except BaseException as e2:
+                exc = e2
+        if cb is not None:
+            try:
+                cb(cpl.cdw0, cpl.raw_status)
+            except BaseException as e3:
+                if exc is None:
+                    exc = e3
+        if fut.done():
+            return  # cancelled, or timed out earlier: the slot is free now
+        if exc is not None:
+            fut.set_exception(exc)
+        elif check and cpl.raw_status >> 1:
+            fut.set_exception(_exc.command_error(cpl, self.opcode_of(cid), self.is_admin))
+        else:
+            fut.set_result(cpl)
+
+    def opcode_of(self, int cid):
+        cdef uint64_t seq = self.qp.cid_seq[cid]
+        cdef anv_cmdlog_entry *ent = &self.qp.log.ring[seq % self.qp.log.size]
+        return ent.sqe.opcode if ent.seq == seq else -1
+
+    def expire(self, double now):
+        """Fail every command past its deadline with CommandTimeout; return how many."""
+        cdef int cid, n = 0
+        for cid in range(self.depth):
+            if self._deadline[cid] != 0.0 and self._deadline[cid] <= now:
+                self._deadline[cid] = 0.0
+                fut = self._futs[cid]
+                anv_cmdlog_flag(&self.qp.log, self.qp.cid_seq[cid], ANV_LOG_TIMEOUT)
+                if fut is not None and not fut.done():
+                    fut.set_exception(_exc.CommandTimeout(
+                        f"{_exc.command_name(self.opcode_of(cid), self.is_admin)} on queue "
+                        f"{self.qid} cid {cid} got no completion in time"))
+                    n += 1
+        return n
+
+    def fail_all(self, exc_factory):
+        """The queue is gone on the device: fail and free every outstanding command."""
+        cdef int cid
+        for cid in range(self.depth):
+            if self._futs[cid] is not None:
+                fut = self._release(cid)
+                if not fut.done():
+                    fut.set_exception(exc_factory(cid))
+        anv_qpair_drop_all(&self.qp)
+
+    def reset_rings(self, exc_factory):
+        """Fail what is outstanding and empty both rings (before re-creating the queue)."""
+        if self._live:
+            self.fail_all(exc_factory)
+            anv_qpair_reset_rings(&self.qp)
+
+    def pending(self):
+        """The futures of outstanding commands, oldest first."""
+        cdef int cid
+        items = []
+        for cid in range(self.depth):
+            if self._futs[cid] is not None:
+                items.append((self.qp.cid_seq[cid], self._futs[cid]))
+        items.sort(key=lambda t: t[0])
+        return [f for _, f in items]
+
+    def close(self):
+        """Forget the queue (after it was deleted on the device)."""
+        if self._live:
+            self.fail_all(lambda cid: _exc.QueueDeletedError(f"queue {self.qid} was deleted"))
+            self._live = False
+            anv_qpair_fini(&self.qp)
+
+    @property
+    def closed(self):
+        return not self._live
+
+    def cmdlog(self, int count=0):
+        """The last ``count`` (all kept, when 0) commands, oldest first, as tuples
+        (seq, sqe bytes, cqe bytes, submit ns, complete ns, flags)."""
+        cdef uint64_t last = self.qp.log.seq
+        cdef uint64_t size = self.qp.log.size
+        cdef uint64_t first, s
+        cdef anv_cmdlog_entry *ent
+        out = []
+        if not self._live or last == 0:
+            return out
+        kept = min(last, size)
+        n = kept if count <= 0 else min(count, kept)
+        first = last - n + 1
+        for s in range(first, last + 1):
+            ent = &self.qp.log.ring[s % size]
+            if ent.seq != s:
+                continue
+            out.append((s, (<char *>&ent.sqe)[:64], (<char *>&ent.cqe)[:16],
+                        ent.submit_ns, ent.complete_ns, ent.flags))
+        return out

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dev.h - the one device boundary.  Everything above talks to an NVMe
+ * controller through struct anv_dev_ops; each backend (sim, qemu, vfio)
+ * implements it in src/dev/.
+ */
+#ifndef AIONVME_DEV_H
+#define AIONVME_DEV_H
+
+#include <stdint.h>
+
+#include "aionvme/nvme.h"
+
+struct anv_dev;
+
+enum anv_reset_kind {
+	ANV_RESET_FLR = 1,        /* PCIe function level reset */
+	ANV_RESET_HOT = 2,        /* PCIe hot reset */
+	ANV_RESET_POWER_OFF = 3,  /* remove power (abrupt) */
+	ANV_RESET_POWER_ON = 4,   /* restore power */
+};
+
+/**
+ * struct anv_dev_ops - what a backend provides
+ * @cfg_read:  read @len (1, 2, 4) bytes of PCI configuration space at @off
+ * @cfg_write: write them
+ * @bar_read:  read @len (4 or 8) bytes of BAR0 at @off
+ * @bar_write: write them, with the register's side effects
+ * @doorbell:  fast path of bar_write for a doorbell register
+ * @reset:     a reset of kind enum anv_reset_kind
+ * @close:     release the backend; the device goes away
+ *
+ * Every op returns 0, or -1 with errno set (EIO: the device is gone).
+ */
+struct anv_dev_ops {
+	int (*cfg_read)(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t *val);
+	int (*cfg_write)(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t val);
+	int (*bar_read)(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t *val);
+	int (*bar_write)(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t val);
+	int (*doorbell)(struct anv_dev *dev, uint32_t off, uint32_t val);
+	int (*reset)(struct anv_dev *dev, int kind);
+	void (*close)(struct anv_dev *dev);
+};
+
+/**
+ * struct anv_dev - a device reached through a backend
+ * @ops:    the backend
+ * @irq_fd: one eventfd per MSI-X vector, readable when the vector fired
+ * @nvec:   number of vectors wired
+ * @priv:   backend state
+ */
+struct anv_dev {
+	const struct anv_dev_ops *ops;
+	int irq_fd[ANV_MSIX_MAX_VECTORS];
+	int nvec;
+	void *priv;
+};
+
+/**
+ * anv_sim_open() - attach to a simulated controller process
+ * @sock: connected unix socket to the device process (ownership taken)
+ * @bar_fd: memfd of the shared BAR0 page (ownership taken)
+ * @db_fd: eventfd that wakes the device after a doorbell write (ownership taken)
+ * @irq_fds: @nvec eventfds, one per MSI-X vector (ownership taken)
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_sim_open(struct anv_dev *dev, int sock, int bar_fd, int db_fd,
+		 const int *irq_fds, int nvec);
+
+/**
+ * anv_sim_call() - a request to the simulator's control plane
+ * @op: ANV_SIM_OP_*
+ * @payload/@plen: request payload (JSON for ANV_SIM_OP_CONTROL)
+ * @rbuf/@rcap/@rlen: reply payload buffer, its size, and the bytes returned
+ *
+ * Return: 0, or -1 with errno set (EIO when the process is gone, or the
+ * device's own error number).
+ */
+int anv_sim_call(struct anv_dev *dev, uint32_t op, uint32_t off, uint32_t len,
+		 uint64_t val, const void *payload, uint32_t plen, uint64_t *rval,
+		 void *rbuf, uint32_t rcap, uint32_t *rlen);
+
+/* Wire protocol between the host and the simulator process (little endian). */
+enum {
+	ANV_SIM_OP_CFG_READ = 1,
+	ANV_SIM_OP_CFG_WRITE = 2,
+	ANV_SIM_OP_BAR_READ = 3,
+	ANV_SIM_OP_BAR_WRITE = 4,
+	ANV_SIM_OP_RESET = 5,
+	ANV_SIM_OP_CONTROL = 6, /* JSON request, JSON reply */
+};
+
+struct anv_sim_req {
+	uint32_t op;
+	uint32_t off;
+	uint32_t len;
+	uint32_t plen; /* payload bytes following */
+	uint64_t val;
+};
+
+struct anv_sim_rep {
+	int32_t err; /* 0 or an errno value */
+	uint32_t plen;
+	uint64_t val;
+};
+
+#endif /* AIONVME_DEV_H */

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * queue.h - host side submission/completion queue pair: rings in the DMA
+ * arena, CID allocation from a free stack, PRP lists, and the cmdlog.
+ */
+#ifndef AIONVME_QUEUE_H
+#define AIONVME_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "aionvme/arena.h"
+#include "aionvme/cmdlog.h"
+#include "aionvme/dev.h"
+#include "aionvme/nvme.h"
+
+/**
+ * struct anv_qpair - one SQ and its CQ (qid 0 is the admin pair)
+ * @depth: entries in each ring; at most depth - 1 commands are outstanding
+ *         (3.3.1: the queue is full when tail + 1 == head)
+ * @cid_busy: per CID, 1 while the device owns the command
+ * @prp_iova: one PRP list page per CID, at prp_iova + cid * 4096
+ */
+struct anv_qpair {
+	struct anv_dev *dev;
+	struct anv_arena *arena;
+	uint16_t qid;
+	uint32_t depth;
+	uint32_t dstrd;
+
+	struct anv_sqe *sq;
+	uint64_t sq_iova;
+	uint32_t sq_tail;
+	uint32_t sq_head; /* last SQHD the controller reported */
+
+	struct anv_cqe *cq;
+	uint64_t cq_iova;
+	uint32_t cq_head;
+	uint16_t phase;
+
+	uint16_t *free_cids;
+	uint32_t nfree;
+	uint8_t *cid_busy;
+	uint64_t *cid_seq; /* cmdlog sequence of the command holding the CID */
+
+	uint64_t prp_iova;
+	uint64_t *prp_list;
+
+	struct anv_cmdlog log;
+};
+
+/* 3.1.3.25/26: doorbell offsets with stride 4 << CAP.DSTRD */
+static inline uint32_t anv_sq_db_off(uint16_t qid, uint32_t dstrd)
+{
+	return ANV_REG_DBS + (2u * qid) * (4u << dstrd);
+}
+
+static inline uint32_t anv_cq_db_off(uint16_t qid, uint32_t dstrd)
+{
+	return ANV_REG_DBS + (2u * qid + 1u) * (4u << dstrd);
+}
+
+int anv_qpair_init(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena *arena,
+		   uint16_t qid, uint32_t depth, uint32_t dstrd);
+void anv_qpair_fini(struct anv_qpair *qp);
+
+/**
+ * anv_qpair_cid_alloc() - take a free CID
+ *
+ * Return: the CID, or -1 with errno EBUSY when depth - 1 commands are out.
+ */
+static inline int anv_qpair_cid_alloc(struct anv_qpair *qp)
+{
+	uint16_t cid;
+
+	if (!qp->nfree)
+		return -1;
+	cid = qp->free_cids[--qp->nfree];
+	qp->cid_busy[cid] = 1;
+	return cid;
+}
+
+/* Give back a CID that was never submitted. */
+static inline void anv_qpair_cid_put(struct anv_qpair *qp, uint16_t cid)
+{
+	if (cid < qp->depth && qp->cid_busy[cid]) {
+		qp->cid_busy[cid] = 0;
+		qp->free_cids[qp->nfree++] = cid;
+	}
+}
+
+/**
+ * anv_qpair_build_prp() - PRP entries for a transfer of @len bytes at @iova
+ * @cid: the command whose PRP list page may be used
+ *
+ * 4.1.1: PRP1 may carry a page offset; every further entry is page aligned.
+ * A list is built in the CID's own page; a transfer needing more than one
+ * list page fails with E2BIG (MDTS keeps it from happening).
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_qpair_build_prp(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint64_t len,
+			uint64_t *prp1, uint64_t *prp2);
+
+/**
+ * anv_qpair_submit() - copy @sqe (its cid already set) to the SQ tail and
+ * ring the doorbell when @ring is set.
+ *
+ * Return: 0, or -1 with errno set (EIO from the backend).
+ */
+int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring);
+
+/* Write the SQ tail doorbell (after submits made with ring = 0). */
+int anv_qpair_ring(struct anv_qpair *qp);
+
+/**
+ * anv_qpair_reap() - take up to @max new CQEs into @out
+ * @bad: set to the number of reaped CQEs whose CID was not outstanding
+ *
+ * The CQ head doorbell is written once for the batch.  The CID of every
+ * reaped CQE that matches an outstanding command is freed.
+ *
+ * Return: the number of CQEs copied, or -1 with errno set.
+ */
+int anv_qpair_reap(struct anv_qpair *qp, struct anv_cqe *out, int max);
+
+/**
+ * anv_qpair_reset_rings() - start over with empty rings (the queue is about
+ * to be created again on the device after a reset); outstanding CIDs are
+ * dropped.
+ */
+void anv_qpair_reset_rings(struct anv_qpair *qp);
+
+/* Free every outstanding CID: the queue is gone on the device. */
+void anv_qpair_drop_all(struct anv_qpair *qp);
+
+static inline int anv_qpair_outstanding(const struct anv_qpair *qp)
+{
+	return (int)(qp->depth - 1 - qp->nfree);
+}
+
+#endif /* AIONVME_QUEUE_H */

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sim.h - the simulated controller's native data path.  The device process
+ * keeps queue, namespace and fault state here; IO queues are processed
+ * entirely in C, admin commands are fetched and completed for the Python
+ * control plane (aionvme/sim/device.py).
+ */
+#ifndef AIONVME_SIM_H
+#define AIONVME_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aionvme/nvme.h"
+
+#define SIM_MAX_QUEUES 65     /* admin + 64 IO queues */
+#define SIM_MAX_NS 16
+#define SIM_MAX_FAULTS 32
+#define SIM_MAX_DELAYED 4096
+#define SIM_JOURNAL_MAX (4096u)  /* write-cache undo records */
+
+struct sim_sq {
+	uint8_t valid;
+	uint8_t prio;
+	uint16_t cqid;
+	uint32_t size;
+	uint32_t head;
+	uint64_t iova;
+};
+
+struct sim_cq {
+	uint8_t valid;
+	uint8_t ien;
+	uint16_t vector;
+	uint32_t size;
+	uint32_t head;
+	uint32_t tail;
+	uint16_t phase;
+	uint16_t nsq; /* SQs bound to this CQ */
+	uint64_t iova;
+	uint8_t irq_due;
+};
+
+struct sim_ns {
+	uint8_t valid;
+	uint32_t lba_shift;
+	uint64_t nlba;
+	uint8_t *media;      /* capacity bytes, mapped */
+	uint64_t media_size;
+	int media_fd;        /* -1: anonymous memory */
+	uint8_t *uncor;      /* one bit per LBA of the smallest format */
+	uint64_t uncor_size;
+};
+
+enum sim_fault_action {
+	SIM_FAULT_STATUS = 1, /* complete with @status */
+	SIM_FAULT_DROP = 2,   /* never complete */
+	SIM_FAULT_DELAY = 3,  /* complete @delay_us later */
+};
+
+/**
+ * struct sim_fault - a rule matched against each fetched SQE
+ * @qid/@opcode/@nsid: -1 / -1 / 0 match any
+ * @slba_lo/@slba_hi: LBA window an IO command must touch (hi 0: any)
+ * @count: how many more matches fire (-1: unlimited)
+ */
+struct sim_fault {
+	uint8_t active;
+	uint8_t action;
+	int32_t qid;
+	int32_t opcode;
+	uint32_t nsid;
+	uint64_t slba_lo;
+	uint64_t slba_hi;
+	uint16_t status; /* a CQE status field, DNR included, phase bit clear */
+	int64_t count;
+	uint32_t delay_us;
+	uint64_t hits;
+};
+
+struct sim_delayed {
+	uint16_t cqid;
+	uint64_t due_ns;
+	struct anv_cqe cqe;
+};
+
+struct sim_journal_rec {
+	uint32_t nsid;
+	uint64_t off;   /* byte offset in media */
+	uint32_t len;
+	uint8_t *old;   /* previous contents */
+};
+
+struct sim_ctrl {
+	uint8_t *bar;
+	uint8_t *arena;
+	uint64_t arena_size;
+	uint32_t dstrd;
+	uint32_t mdts_bytes; /* 0: no limit */
+	uint8_t sgl_supported;
+
+	int irq_fd[ANV_MSIX_MAX_VECTORS];
+	uint32_t nvec;
+	uint8_t msix_enabled;
+	uint8_t msix_fmask;
+	uint64_t irq_count[ANV_MSIX_MAX_VECTORS];
+
+	struct sim_sq sq[SIM_MAX_QUEUES];
+	struct sim_cq cq[SIM_MAX_QUEUES];
+	uint32_t sq_db_seen[SIM_MAX_QUEUES]; /* last SQ tail doorbell value taken */
+
+	struct sim_ns ns[SIM_MAX_NS + 1]; /* index = nsid */
+
+	struct sim_fault faults[SIM_MAX_FAULTS];
+	struct sim_delayed *delayed;
+	uint32_t ndelayed;
+
+	uint8_t vwc_enabled;
+	uint16_t io_block_status; /* non-zero: every IO command completes with it (sanitize) */
+	struct sim_journal_rec *journal;
+	uint32_t njournal;
+
+	uint8_t *scratch;
+	uint64_t scratch_size;
+
+	/* SMART counters (5.16.1.3) in raw units */
+	uint64_t units_read;   /* 512-byte units */
+	uint64_t units_written;
+	uint64_t host_reads;
+	uint64_t host_writes;
+	uint64_t media_errors;
+
+	/* events for the control plane (asynchronous event requests) */
+	uint32_t evt_invalid_db;     /* writes to a doorbell of a queue that does not exist */
+	uint32_t evt_invalid_db_val; /* doorbell values out of range */
+};
+
+int sim_ctrl_init(struct sim_ctrl *c, uint8_t *bar, uint8_t *arena, uint64_t arena_size);
+void sim_ctrl_fini(struct sim_ctrl *c);
+
+/* Queue state, checked by the control plane before it calls these. */
+void sim_cq_create(struct sim_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
+		   uint16_t vector, uint8_t ien);
+void sim_sq_create(struct sim_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
+		   uint16_t cqid, uint8_t prio);
+void sim_cq_delete(struct sim_ctrl *c, uint16_t qid);
+/* Deleting an SQ completes nothing: 3.3.1.3, its commands are aborted. */
+void sim_sq_delete(struct sim_ctrl *c, uint16_t qid);
+void sim_queues_reset(struct sim_ctrl *c);
+
+int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd);
+void sim_ns_detach(struct sim_ctrl *c, uint32_t nsid);
+int sim_ns_format(struct sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int erase);
+
+/**
+ * sim_process_io() - run every IO SQ until empty or @budget commands
+ * Return: number of commands processed.
+ */
+int sim_process_io(struct sim_ctrl *c, int budget);
+
+/* Admin queue: fetch one SQE (1), none (0); complete it with sim_post(). */
+int sim_admin_fetch(struct sim_ctrl *c, struct anv_sqe *sqe);
+
+/**
+ * sim_post() - post a CQE for a command fetched from @sqid
+ * Return: 0, or -1 when the CQ does not exist or is full.
+ */
+int sim_post(struct sim_ctrl *c, uint16_t sqid, uint16_t cid, uint16_t status,
+	     uint32_t cdw0, int fire);
+
+void sim_fire_pending(struct sim_ctrl *c);
+void sim_irq_check_pending(struct sim_ctrl *c);
+
+/* DMA between host memory described by the SQE's data pointer and @buf. */
+int sim_dma(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, uint64_t len,
+	    int to_host, uint16_t *status);
+
+int sim_fault_match(struct sim_ctrl *c, uint16_t qid, const struct anv_sqe *sqe);
+int sim_tick(struct sim_ctrl *c, uint64_t now_ns, uint64_t *next_due_ns);
+
+void sim_flush(struct sim_ctrl *c);
+void sim_power_loss(struct sim_ctrl *c);
+
+#endif /* AIONVME_SIM_H */

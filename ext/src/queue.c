@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aionvme/queue.h"
+
+int anv_qpair_init(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena *arena,
+		   uint16_t qid, uint32_t depth, uint32_t dstrd)
+{
+	int64_t off;
+
+	memset(qp, 0, sizeof(*qp));
+	if (depth < 2 || depth > 65536) {
+		errno = EINVAL;
+		return -1;
+	}
+	qp->dev = dev;
+	qp->arena = arena;
+	qp->qid = qid;
+	qp->depth = depth;
+	qp->dstrd = dstrd;
+	qp->phase = 1; /* 4.6: the phase tag of a new CQ starts at 1 */
+	qp->sq_iova = qp->cq_iova = qp->prp_iova = (uint64_t)-1;
+
+	off = anv_arena_alloc(arena, (size_t)depth * sizeof(struct anv_sqe));
+	if (off < 0)
+		goto fail;
+	qp->sq_iova = (uint64_t)off;
+	qp->sq = anv_arena_ptr(arena, qp->sq_iova);
+
+	off = anv_arena_alloc(arena, (size_t)depth * sizeof(struct anv_cqe));
+	if (off < 0)
+		goto fail;
+	qp->cq_iova = (uint64_t)off;
+	qp->cq = anv_arena_ptr(arena, qp->cq_iova);
+
+	off = anv_arena_alloc(arena, (size_t)depth * ANV_PAGE_SIZE);
+	if (off < 0)
+		goto fail;
+	qp->prp_iova = (uint64_t)off;
+	qp->prp_list = anv_arena_ptr(arena, qp->prp_iova);
+
+	qp->free_cids = calloc(depth, sizeof(uint16_t));
+	qp->cid_busy = calloc(depth, 1);
+	qp->cid_seq = calloc(depth, sizeof(uint64_t));
+	if (!qp->free_cids || !qp->cid_busy || !qp->cid_seq)
+		goto fail;
+	/* CIDs 0 .. depth-2; pop order gives the lowest first. */
+	for (uint32_t i = 0; i < depth - 1; i++)
+		qp->free_cids[i] = (uint16_t)(depth - 2 - i);
+	qp->nfree = depth - 1;
+
+	if (anv_cmdlog_init(&qp->log, depth * 2) < 0)
+		goto fail;
+	return 0;
+
+fail:
+	anv_qpair_fini(qp);
+	if (!errno)
+		errno = ENOMEM;
+	return -1;
+}
+
+void anv_qpair_fini(struct anv_qpair *qp)
+{
+	if (qp->sq_iova != (uint64_t)-1 && qp->arena)
+		anv_arena_free(qp->arena, qp->sq_iova, (size_t)qp->depth * sizeof(struct anv_sqe));
+	if (qp->cq_iova != (uint64_t)-1 && qp->arena)
+		anv_arena_free(qp->arena, qp->cq_iova, (size_t)qp->depth * sizeof(struct anv_cqe));
+	if (qp->prp_iova != (uint64_t)-1 && qp->arena)
+		anv_arena_free(qp->arena, qp->prp_iova, (size_t)qp->depth * ANV_PAGE_SIZE);
+	qp->sq_iova = qp->cq_iova = qp->prp_iova = (uint64_t)-1;
+	free(qp->free_cids);
+	free(qp->cid_busy);
+	free(qp->cid_seq);
+	qp->free_cids = NULL;
+	qp->cid_busy = NULL;
+	qp->cid_seq = NULL;
+	anv_cmdlog_fini(&qp->log);
+}
+
+int anv_qpair_build_prp(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint64_t len,
+			uint64_t *prp1, uint64_t *prp2)
+{
+	uint64_t first = ANV_PAGE_SIZE - (iova & (ANV_PAGE_SIZE - 1));
+	uint64_t rest, page, n;
+	uint64_t *list;
+
+	*prp1 = iova;
+	*prp2 = 0;
+	if (len <= first)
+		return 0;
+	rest = len - first;
+	page = (iova + first);
+	if (rest <= ANV_PAGE_SIZE) {
+		*prp2 = page;
+		return 0;
+	}
+	n = (rest + ANV_PAGE_SIZE - 1) / ANV_PAGE_SIZE;
+	if (n > ANV_PAGE_SIZE / sizeof(uint64_t)) {
+		errno = E2BIG;
+		return -1;
+	}
+	list = qp->prp_list + (size_t)cid * (ANV_PAGE_SIZE / sizeof(uint64_t));
+	for (uint64_t i = 0; i < n; i++)
+		list[i] = page + i * ANV_PAGE_SIZE;
+	*prp2 = qp->prp_iova + (uint64_t)cid * ANV_PAGE_SIZE;
+	return 0;
+}
+
+int anv_qpair_ring(struct anv_qpair *qp)
+{
+	return qp->dev->ops->doorbell(qp->dev, anv_sq_db_off(qp->qid, qp->dstrd), qp->sq_tail);
+}
+
+int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring)
+{
+	uint16_t cid = sqe->cid;
+
+	memcpy(&qp->sq[qp->sq_tail], sqe, sizeof(*sqe));
+	if (cid < qp->depth)
+		qp->cid_seq[cid] = anv_cmdlog_submit(&qp->log, sqe);
+	if (++qp->sq_tail == qp->depth)
+		qp->sq_tail = 0;
+	return ring ? anv_qpair_ring(qp) : 0;
+}
+
+int anv_qpair_reap(struct anv_qpair *qp, struct anv_cqe *out, int max)
+{
+	int n = 0;
+
+	while (n < max) {
+		struct anv_cqe *cqe = &qp->cq[qp->cq_head];
+		uint16_t status = __atomic_load_n(&cqe->status, __ATOMIC_ACQUIRE);
+
+		/* 4.6: a new entry carries the current phase tag. */
+		if ((status & 1u) != qp->phase)
+			break;
+		memcpy(&out[n], cqe, sizeof(*cqe));
+		out[n].status = status;
+		if (out[n].cid < qp->depth && qp->cid_busy[out[n].cid]) {
+			uint16_t cid = out[n].cid;
+
+			anv_cmdlog_complete(&qp->log, qp->cid_seq[cid], &out[n]);
+			qp->cid_busy[cid] = 0;
+			qp->free_cids[qp->nfree++] = cid;
+		}
+		qp->sq_head = out[n].sqhd;
+		n++;
+		if (++qp->cq_head == qp->depth) {
+			qp->cq_head = 0;
+			qp->phase ^= 1u;
+		}
+	}
+	if (n && qp->dev->ops->doorbell(qp->dev, anv_cq_db_off(qp->qid, qp->dstrd), qp->cq_head) < 0)
+		return -1;
+	return n;
+}
+
+void anv_qpair_drop_all(struct anv_qpair *qp)
+{
+	for (uint32_t cid = 0; cid < qp->depth; cid++) {
+		if (qp->cid_busy[cid]) {
+			anv_cmdlog_flag(&qp->log, qp->cid_seq[cid], ANV_LOG_DROPPED);
+			qp->cid_busy[cid] = 0;
+			qp->free_cids[qp->nfree++] = cid;
+		}
+	}
+}
+
+void anv_qpair_reset_rings(struct anv_qpair *qp)
+{
+	anv_qpair_drop_all(qp);
+	memset(qp->sq, 0, (size_t)qp->depth * sizeof(struct anv_sqe));
+	memset(qp->cq, 0, (size_t)qp->depth * sizeof(struct anv_cqe));
+	qp->sq_tail = qp->sq_head = 0;
+	qp->cq_head = 0;
+	qp->phase = 1;
+}

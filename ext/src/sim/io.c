@@ -1,0 +1,402 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io.c - the simulated controller's NVM command set (NVM Command Set
+ * Specification 2.0, section 3), namespace media, the volatile write cache
+ * and fault rules.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aionvme/sim.h"
+
+#define UNIT_SHIFT 9 /* uncorrectable bits are kept per 512 bytes */
+
+int __sim_sq_fetch(struct sim_ctrl *c, uint16_t qid, struct anv_sqe *sqe);
+int __sim_complete(struct sim_ctrl *c, uint16_t sqid, uint16_t cid, uint16_t status,
+		   uint32_t cdw0, uint32_t delay_us, uint64_t now_ns);
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd)
+{
+	struct sim_ns *ns;
+	int flags;
+
+	if (nsid == 0 || nsid > SIM_MAX_NS || lba_shift < 9 || lba_shift > 16) {
+		errno = EINVAL;
+		return -1;
+	}
+	sim_ns_detach(c, nsid);
+	ns = &c->ns[nsid];
+	capacity &= ~((1ull << 16) - 1); /* whole LBAs in every format */
+	if (!capacity) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (fd >= 0) {
+		if (ftruncate(fd, (off_t)capacity) < 0)
+			return -1;
+		ns->media = mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	} else {
+		flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+		ns->media = mmap(NULL, capacity, PROT_READ | PROT_WRITE, flags, -1, 0);
+	}
+	if (ns->media == MAP_FAILED) {
+		ns->media = NULL;
+		return -1;
+	}
+	if (fd < 0)
+		madvise(ns->media, capacity, MADV_HUGEPAGE);
+	ns->uncor_size = ((capacity >> UNIT_SHIFT) + 7) / 8;
+	ns->uncor = mmap(NULL, ns->uncor_size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ns->uncor == MAP_FAILED) {
+		munmap(ns->media, capacity);
+		ns->media = NULL;
+		ns->uncor = NULL;
+		return -1;
+	}
+	ns->media_fd = fd;
+	ns->media_size = capacity;
+	ns->lba_shift = lba_shift;
+	ns->nlba = capacity >> lba_shift;
+	ns->valid = 1;
+	return 0;
+}
+
+void sim_ns_detach(struct sim_ctrl *c, uint32_t nsid)
+{
+	struct sim_ns *ns;
+
+	if (nsid == 0 || nsid > SIM_MAX_NS)
+		return;
+	ns = &c->ns[nsid];
+	if (ns->media)
+		munmap(ns->media, ns->media_size);
+	if (ns->uncor)
+		munmap(ns->uncor, ns->uncor_size);
+	if (ns->media_fd >= 0)
+		close(ns->media_fd);
+	memset(ns, 0, sizeof(*ns));
+	ns->media_fd = -1;
+}
+
+/* Make [off, off+len) of the media read back as zeroes, releasing whole pages. */
+static void media_zero(struct sim_ns *ns, uint64_t off, uint64_t len)
+{
+	uint64_t a = (off + 4095u) & ~4095ull, b = (off + len) & ~4095ull;
+
+	if (b > a + (64u << 10)) {
+		memset(ns->media + off, 0, a - off);
+		if (ns->media_fd >= 0)
+			fallocate(ns->media_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  (off_t)a, (off_t)(b - a));
+		else
+			madvise(ns->media + a, b - a, MADV_DONTNEED);
+		memset(ns->media + b, 0, off + len - b);
+	} else {
+		memset(ns->media + off, 0, len);
+	}
+}
+
+static void uncor_set(struct sim_ns *ns, uint64_t off, uint64_t len, int set)
+{
+	for (uint64_t u = off >> UNIT_SHIFT; u < (off + len) >> UNIT_SHIFT; u++) {
+		if (set)
+			ns->uncor[u >> 3] |= (uint8_t)(1u << (u & 7));
+		else if (ns->uncor[u >> 3])
+			ns->uncor[u >> 3] &= (uint8_t)~(1u << (u & 7));
+	}
+}
+
+static int uncor_any(struct sim_ns *ns, uint64_t off, uint64_t len)
+{
+	for (uint64_t u = off >> UNIT_SHIFT; u < (off + len) >> UNIT_SHIFT; u++) {
+		if (!(u & 7) && !ns->uncor[u >> 3] && u + 8 <= (off + len) >> UNIT_SHIFT) {
+			u += 7;
+			continue;
+		}
+		if (ns->uncor[u >> 3] & (1u << (u & 7)))
+			return 1;
+	}
+	return 0;
+}
+
+int sim_ns_format(struct sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int erase)
+{
+	struct sim_ns *ns;
+
+	if (nsid == 0 || nsid > SIM_MAX_NS || !c->ns[nsid].valid || lba_shift < 9 || lba_shift > 16) {
+		errno = EINVAL;
+		return -1;
+	}
+	ns = &c->ns[nsid];
+	/* Cached writes to this namespace are gone with its data. */
+	for (uint32_t i = 0; i < c->njournal; i++) {
+		if (c->journal[i].nsid == nsid)
+			c->journal[i].nsid = 0;
+	}
+	if (erase)
+		media_zero(ns, 0, ns->media_size);
+	memset(ns->uncor, 0, 0); /* keep the mapping; drop its pages */
+	madvise(ns->uncor, ns->uncor_size, MADV_DONTNEED);
+	ns->lba_shift = lba_shift;
+	ns->nlba = ns->media_size >> lba_shift;
+	return 0;
+}
+
+/* Volatile write cache: remember what a cached write replaces. */
+static void journal_add(struct sim_ctrl *c, uint32_t nsid, uint64_t off, uint64_t len)
+{
+	struct sim_journal_rec *r;
+
+	if (c->njournal == SIM_JOURNAL_MAX)
+		sim_flush(c); /* the cache is full: it destages */
+	r = &c->journal[c->njournal];
+	r->old = malloc(len);
+	if (!r->old) {
+		sim_flush(c);
+		return;
+	}
+	memcpy(r->old, c->ns[nsid].media + off, len);
+	r->nsid = nsid;
+	r->off = off;
+	r->len = (uint32_t)len;
+	c->njournal++;
+}
+
+void sim_flush(struct sim_ctrl *c)
+{
+	if (!c->journal)
+		return;
+	for (uint32_t i = 0; i < c->njournal; i++)
+		free(c->journal[i].old);
+	c->njournal = 0;
+}
+
+void sim_power_loss(struct sim_ctrl *c)
+{
+	/* Undo the unflushed writes, newest first. */
+	while (c->njournal) {
+		struct sim_journal_rec *r = &c->journal[--c->njournal];
+
+		if (r->nsid && c->ns[r->nsid].valid)
+			memcpy(c->ns[r->nsid].media + r->off, r->old, r->len);
+		free(r->old);
+	}
+	sim_queues_reset(c);
+}
+
+int sim_fault_match(struct sim_ctrl *c, uint16_t qid, const struct anv_sqe *sqe)
+{
+	for (int i = 0; i < SIM_MAX_FAULTS; i++) {
+		struct sim_fault *f = &c->faults[i];
+
+		if (!f->active)
+			continue;
+		if (f->qid >= 0 && f->qid != qid)
+			continue;
+		if (f->opcode >= 0 && f->opcode != sqe->opcode)
+			continue;
+		if (f->nsid && f->nsid != sqe->nsid)
+			continue;
+		if (f->slba_hi && qid) {
+			uint64_t slba = sqe->cdw10 | ((uint64_t)sqe->cdw11 << 32);
+			uint64_t elba = slba + (sqe->cdw12 & 0xffffu);
+
+			if (elba < f->slba_lo || slba >= f->slba_hi)
+				continue;
+		}
+		f->hits++;
+		if (f->count > 0 && --f->count == 0)
+			f->active = 0;
+		return i;
+	}
+	return -1;
+}
+
+static uint16_t st(uint8_t sct, uint8_t sc)
+{
+	return ANV_STATUS(sct, sc);
+}
+
+static uint16_t do_dsm(struct sim_ctrl *c, struct sim_ns *ns, const struct anv_sqe *sqe)
+{
+	uint32_t nr = (sqe->cdw10 & 0xffu) + 1u;
+	uint8_t ranges[256 * 16];
+	uint16_t status;
+
+	if (sim_dma(c, sqe, ranges, nr * 16u, 0, &status) < 0)
+		return status;
+	/* 3.2.3.1: only the Attribute - Deallocate (AD) bit changes data. */
+	if (!(sqe->cdw11 & (1u << 2)))
+		return 0;
+	for (uint32_t i = 0; i < nr; i++) {
+		uint32_t nlb;
+		uint64_t slba;
+
+		memcpy(&nlb, ranges + i * 16u + 4u, 4);
+		memcpy(&slba, ranges + i * 16u + 8u, 8);
+		if (slba > ns->nlba || nlb > ns->nlba - slba)
+			return st(ANV_SCT_GENERIC, ANV_SC_LBA_OUT_OF_RANGE);
+	}
+	for (uint32_t i = 0; i < nr; i++) {
+		uint32_t nlb;
+		uint64_t slba;
+
+		memcpy(&nlb, ranges + i * 16u + 4u, 4);
+		memcpy(&slba, ranges + i * 16u + 8u, 8);
+		if (!nlb)
+			continue;
+		/* DLFEAT 001b: a deallocated LBA reads back as zeroes. */
+		media_zero(ns, slba << ns->lba_shift, (uint64_t)nlb << ns->lba_shift);
+		uncor_set(ns, slba << ns->lba_shift, (uint64_t)nlb << ns->lba_shift, 0);
+	}
+	return 0;
+}
+
+/* Execute one NVM command; returns the status field (without phase). */
+static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe)
+{
+	struct sim_ns *ns;
+	uint64_t slba, off, len;
+	uint32_t nlb;
+	uint16_t status = 0;
+
+	if (sqe->opcode == ANV_NVM_FLUSH && sqe->nsid == 0xffffffffu) {
+		sim_flush(c);
+		return 0;
+	}
+	if (sqe->nsid == 0 || sqe->nsid > SIM_MAX_NS || !c->ns[sqe->nsid].valid)
+		return st(ANV_SCT_GENERIC, ANV_SC_INVALID_NS);
+	ns = &c->ns[sqe->nsid];
+	slba = sqe->cdw10 | ((uint64_t)sqe->cdw11 << 32);
+	nlb = (sqe->cdw12 & 0xffffu) + 1u; /* 0's based */
+	off = slba << ns->lba_shift;
+	len = (uint64_t)nlb << ns->lba_shift;
+
+	switch (sqe->opcode) {
+	case ANV_NVM_FLUSH:
+		sim_flush(c);
+		return 0;
+	case ANV_NVM_DSM:
+		return do_dsm(c, ns, sqe);
+	case ANV_NVM_READ:
+	case ANV_NVM_WRITE:
+	case ANV_NVM_COMPARE:
+	case ANV_NVM_VERIFY:
+	case ANV_NVM_WRITE_ZEROES:
+	case ANV_NVM_WRITE_UNCOR:
+		break;
+	default:
+		return st(ANV_SCT_GENERIC, ANV_SC_INVALID_OPCODE);
+	}
+	if (slba >= ns->nlba || nlb > ns->nlba - slba)
+		return st(ANV_SCT_GENERIC, ANV_SC_LBA_OUT_OF_RANGE);
+	if ((sqe->opcode == ANV_NVM_READ || sqe->opcode == ANV_NVM_WRITE ||
+	     sqe->opcode == ANV_NVM_COMPARE) && c->mdts_bytes && len > c->mdts_bytes)
+		return st(ANV_SCT_GENERIC, ANV_SC_INVALID_FIELD);
+
+	switch (sqe->opcode) {
+	case ANV_NVM_READ:
+		if (uncor_any(ns, off, len)) {
+			c->media_errors++;
+			return st(ANV_SCT_MEDIA, ANV_SC_UNRECOVERED_READ);
+		}
+		if (sim_dma(c, sqe, ns->media + off, len, 1, &status) < 0)
+			return status;
+		c->units_read += len >> 9;
+		c->host_reads++;
+		return 0;
+	case ANV_NVM_WRITE:
+		/* FUA (cdw12 bit 30) writes through the cache. */
+		if (c->vwc_enabled && !(sqe->cdw12 & (1u << 30)))
+			journal_add(c, sqe->nsid, off, len);
+		if (sim_dma(c, sqe, ns->media + off, len, 0, &status) < 0)
+			return status;
+		uncor_set(ns, off, len, 0);
+		c->units_written += len >> 9;
+		c->host_writes++;
+		return 0;
+	case ANV_NVM_COMPARE:
+		if (uncor_any(ns, off, len))
+			return st(ANV_SCT_MEDIA, ANV_SC_UNRECOVERED_READ);
+		if (len > c->scratch_size)
+			return st(ANV_SCT_GENERIC, ANV_SC_INVALID_FIELD);
+		if (sim_dma(c, sqe, c->scratch, len, 0, &status) < 0)
+			return status;
+		c->host_reads++;
+		if (memcmp(c->scratch, ns->media + off, len))
+			return st(ANV_SCT_MEDIA, ANV_SC_COMPARE_FAILURE);
+		return 0;
+	case ANV_NVM_VERIFY:
+		if (uncor_any(ns, off, len))
+			return st(ANV_SCT_MEDIA, ANV_SC_UNRECOVERED_READ);
+		return 0;
+	case ANV_NVM_WRITE_ZEROES:
+		if (c->vwc_enabled && !(sqe->cdw12 & (1u << 30)) && len <= (1u << 20))
+			journal_add(c, sqe->nsid, off, len);
+		media_zero(ns, off, len);
+		uncor_set(ns, off, len, 0);
+		return 0;
+	case ANV_NVM_WRITE_UNCOR:
+		uncor_set(ns, off, len, 1);
+		return 0;
+	}
+	return st(ANV_SCT_GENERIC, ANV_SC_INVALID_OPCODE);
+}
+
+int sim_process_io(struct sim_ctrl *c, int budget)
+{
+	struct anv_sqe sqe;
+	uint64_t now = 0;
+	int n = 0, progress = 1;
+
+	while (progress && n < budget) {
+		progress = 0;
+		for (uint16_t q = 1; q < SIM_MAX_QUEUES && n < budget; q++) {
+			uint16_t status;
+			uint32_t delay = 0;
+			int f;
+
+			if (!c->sq[q].valid || !__sim_sq_fetch(c, q, &sqe))
+				continue;
+			progress = 1;
+			n++;
+			f = sim_fault_match(c, q, &sqe);
+			if (f >= 0 && c->faults[f].action == SIM_FAULT_DROP)
+				continue;
+			if (c->io_block_status) {
+				status = c->io_block_status;
+			} else if (f >= 0 && c->faults[f].action == SIM_FAULT_STATUS) {
+				status = c->faults[f].status; /* a whole status field, DNR included */
+			} else {
+				status = exec_io(c, &sqe);
+				/* 4.6.1: DNR is set when a retry would fail the same way. */
+				if (status)
+					status |= (uint16_t)(1u << 15);
+				if (f >= 0 && c->faults[f].action == SIM_FAULT_DELAY) {
+					delay = c->faults[f].delay_us;
+					if (!now)
+						now = now_ns();
+				}
+			}
+			__sim_complete(c, q, sqe.cid, status, 0, delay, now);
+		}
+	}
+	if (n)
+		sim_fire_pending(c);
+	return n;
+}
