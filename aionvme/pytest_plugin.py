@@ -1,0 +1,144 @@
+"""The aionvme pytest plugin (entry point ``pytest11``).
+
+Options: ``--pciaddr`` (default ``sim``) names the device under test;
+``--loop`` picks the event loop (``asyncio`` or ``uvloop``).
+
+Fixtures (seed's table, made async; one event loop for the session):
+
+========== ========= ====================================================
+fixture    scope     what
+========== ========= ====================================================
+pciaddr    session   the address given by ``--pciaddr``
+nvme0      session   the ``Controller``
+nvme0n1    session   ``Namespace`` 1 of nvme0
+pcie       session   the ``Pcie`` function of nvme0
+subsystem  session   the ``Subsystem`` of nvme0
+qpair      function  a ``Qpair`` of depth 64, deleted after the test
+buf        function  a 4 KiB ``Buffer``
+verify     function  data verification on for the test
+aer        function  ``aer(func)`` registers an AER callback for the test
+========== ========= ====================================================
+
+A failing test's report carries the last commands of every queue of the
+controllers it used.
+"""
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import pytest
+import pytest_asyncio
+
+import aionvme
+from aionvme.settings import config
+
+_controllers: "weakref.WeakSet[aionvme.Controller]" = weakref.WeakSet()
+CMDLOG_IN_REPORT = 16
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("aionvme")
+    group.addoption("--pciaddr", default="sim",
+                    help="device under test: 'sim' (default), 'sim:PATH.toml'")
+    group.addoption("--loop", default="asyncio", choices=("asyncio", "uvloop"),
+                    help="event loop to run the tests on (default: asyncio)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sim_only: the test needs the simulator's fault injection")
+
+
+@pytest.hookimpl
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable]:
+    if config.getoption("--loop") == "uvloop":
+        import uvloop
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--pciaddr").startswith("sim"):
+        return
+    skip = pytest.mark.skip(reason="needs the simulator's fault injection (--pciaddr sim)")
+    for item in items:
+        if item.get_closest_marker("sim_only"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pciaddr(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--pciaddr"))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def nvme0(pciaddr: str) -> AsyncIterator[aionvme.Controller]:
+    async with aionvme.Controller(pciaddr) as ctrl:
+        _controllers.add(ctrl)
+        yield ctrl
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def nvme0n1(nvme0: aionvme.Controller) -> AsyncIterator[aionvme.Namespace]:
+    ns = await aionvme.Namespace(nvme0, 1)
+    yield ns
+    ns.close()
+
+
+@pytest.fixture(scope="session")
+def pcie(nvme0: aionvme.Controller) -> aionvme.Pcie:
+    return nvme0.pcie
+
+
+@pytest.fixture(scope="session")
+def subsystem(nvme0: aionvme.Controller) -> aionvme.Subsystem:
+    return aionvme.Subsystem(nvme0)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def qpair(nvme0: aionvme.Controller) -> AsyncIterator[aionvme.Qpair]:
+    q = await aionvme.Qpair(nvme0, 64)
+    yield q
+    await q.delete()
+
+
+@pytest.fixture
+def buf() -> Iterator[aionvme.Buffer]:
+    b = aionvme.Buffer(4096)
+    yield b
+
+
+@pytest.fixture
+def verify() -> Iterator[bool]:
+    old = config().verify
+    config(verify=True)
+    yield True
+    config(verify=old)
+
+
+@pytest.fixture
+def aer(nvme0: aionvme.Controller) -> Iterator[Callable[[Callable[[int, int], Any]], None]]:
+    def register(func: Callable[[int, int], Any]) -> None:
+        nvme0.register_aer_cb(func)
+    yield register
+    nvme0.register_aer_cb(None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for ctrl in list(_controllers):
+        if ctrl.closed:
+            continue
+        lines = []
+        try:
+            lines.append(str(ctrl.cmdlog(CMDLOG_IN_REPORT)))
+            for q in list(ctrl._io_qpairs.values()):
+                lines.append(str(q.cmdlog(CMDLOG_IN_REPORT)))
+        except Exception as e:  # the report must not fail
+            lines.append(f"(cmdlog unavailable: {e})")
+        report.sections.append((f"aionvme cmdlog of {ctrl.addr}", "\n".join(x for x in lines if x)))

@@ -1,0 +1,51 @@
+"""The public API against the simulator: the seed's basic flows, awaited."""
+import asyncio
+
+import pytest
+
+import aionvme
+
+
+async def test_registers(nvme0):
+    assert nvme0[0x1c] & 1 == 1            # CSTS.RDY
+    assert nvme0[0x08] == 0x00020000       # VS 2.0
+    assert nvme0.register(0, 8) & 0xFFFF == (nvme0.cap & 0xFFFF)
+
+
+async def test_identify_controller(nvme0, buf):
+    cpl = await nvme0.identify(buf)
+    assert cpl.ok and cpl.sct == 0 and cpl.sc == 0
+    assert buf.data(23, 4, str) == nvme0.id_data(23, 4, str) != ""
+    assert buf[512] == 0x66 and buf[513] == 0x44  # SQES, CQES
+
+
+async def test_write_read_back(nvme0n1, qpair):
+    w, r = aionvme.Buffer(4096), aionvme.Buffer(4096)
+    w[10:21] = b"hello world"
+    await nvme0n1.write(qpair, w, 100, 8)
+    await nvme0n1.read(qpair, r, 100, 8)
+    assert r[10:21] == b"hello world"
+
+
+async def test_callback_is_called(nvme0n1, qpair, buf):
+    seen = []
+    cpl = await nvme0n1.read(qpair, buf, 0, 1, cb=lambda cdw0, status: seen.append((cdw0, status)))
+    assert seen == [(cpl.cdw0, cpl.raw_status)]
+
+
+async def test_invalid_opcode_raises_with_seed_text(nvme0n1, qpair):
+    with pytest.raises(aionvme.CommandError, match="00/01") as e:
+        await nvme0n1.send_cmd(0xFF, qpair)
+    assert e.value.sct == 0 and e.value.sc == 1 and e.value.dnr == 1
+
+
+async def test_check_false_returns_the_completion(nvme0n1, qpair):
+    cpl = await nvme0n1.send_cmd(0xFF, qpair, check=False)
+    assert (cpl.sct, cpl.sc) == (0, 1) and not cpl.ok
+
+
+async def test_gather_many(nvme0n1, qpair):
+    bufs = [aionvme.Buffer(512) for _ in range(63)]
+    cpls = await asyncio.gather(*(nvme0n1.read(qpair, b, i) for i, b in enumerate(bufs)))
+    assert all(c.ok for c in cpls)
+    assert len({c.cid for c in cpls}) == 63
