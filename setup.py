@@ -2,7 +2,10 @@
 import glob
 import os
 
+import shutil
+
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("AIONVME_DEBUG", "0") == "1"
 
@@ -31,4 +34,23 @@ def cythonized():
     )
 
 
-setup(ext_modules=cythonized())
+class BuildExt(build_ext):
+    """Put an in-place build in place by rename, so a running process that has the
+    old module mapped keeps it intact (a copy over it would corrupt its code)."""
+
+    def copy_extensions_to_source(self):
+        build_py = self.get_finalized_command("build_py")
+        for ext in self.extensions:
+            fullname = self.get_ext_fullname(ext.name)
+            filename = self.get_ext_filename(fullname)
+            modpath = fullname.split(".")
+            package_dir = build_py.get_package_dir(".".join(modpath[:-1]))
+            dest = os.path.join(package_dir, os.path.basename(filename))
+            src = os.path.join(self.build_lib, filename)
+            tmp = dest + ".tmp"
+            shutil.copyfile(src, tmp)
+            shutil.copymode(src, tmp)
+            os.replace(tmp, dest)
+
+
+setup(ext_modules=cythonized(), cmdclass={"build_ext": BuildExt})
