@@ -105,6 +105,12 @@ int anv_qpair_build_prp(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint6
 	list = qp->prp_list + (size_t)cid * (ANV_PAGE_SIZE / sizeof(uint64_t));
 	for (uint64_t i = 0; i < n; i++)
 		list[i] = page + i * ANV_PAGE_SIZE;
+	/*
+	 * Entries past the transfer point at IOVA 0, which no backend maps: a
+	 * command whose length exceeds its buffer cannot follow a stale entry
+	 * into another buffer.
+	 */
+	memset(list + n, 0, (ANV_PAGE_SIZE / sizeof(uint64_t) - n) * sizeof(uint64_t));
 	*prp2 = qp->prp_iova + (uint64_t)cid * ANV_PAGE_SIZE;
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "aionvme/arena.h"
 #include "aionvme/sim.h"
 
 static inline uint32_t db_read(struct sim_ctrl *c, uint32_t off)
@@ -130,7 +131,7 @@ void sim_queues_reset(struct sim_ctrl *c)
 
 static inline uint8_t *iova_ptr(struct sim_ctrl *c, uint64_t iova, uint64_t len)
 {
-	if (iova >= c->arena_size || len > c->arena_size - iova)
+	if (iova < ANV_ARENA_RESERVED || iova >= c->arena_size || len > c->arena_size - iova)
 		return NULL;
 	return c->arena + iova;
 }

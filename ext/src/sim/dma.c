@@ -7,14 +7,20 @@
  */
 #include <string.h>
 
+#include "aionvme/arena.h"
 #include "aionvme/sim.h"
 
 #define PAGE 4096u
 #define SGL_MAX_DESCRIPTORS 4096u
 
+/*
+ * Host memory as an IOMMU would map it: the arena minus its reserved first
+ * MiB (IOVA 0 and low addresses are never mapped), so a data pointer of 0 or
+ * an overlong transfer faults instead of landing in some other buffer.
+ */
 static inline uint8_t *host(struct sim_ctrl *c, uint64_t iova, uint64_t len)
 {
-	if (iova >= c->arena_size || len > c->arena_size - iova)
+	if (iova < ANV_ARENA_RESERVED || iova >= c->arena_size || len > c->arena_size - iova)
 		return NULL;
 	return c->arena + iova;
 }

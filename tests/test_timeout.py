@@ -1,0 +1,72 @@
+"""Deadlines, cancellation and bad completions: a lost command raises
+CommandTimeout, is marked in the cmdlog, and never corrupts the queue."""
+import asyncio
+
+import pytest
+
+import aionvme
+from aionvme.cmdlog import TIMEOUT
+
+
+async def test_dropped_command_times_out(nvme0, nvme0n1, qpair, buf):
+    with nvme0.sim.drop(opcode=0x02, qid=qpair.qid) as fault:
+        with pytest.raises(aionvme.CommandTimeout, match="Read on queue"):
+            await nvme0n1.read(qpair, buf, 0, timeout=0.2)
+        assert fault.hits == 1
+    last = qpair.cmdlog(1)[0]
+    assert last.flags & TIMEOUT and not last.completed
+    assert "TIMED OUT" in str(last)
+    # the queue goes on working
+    assert (await nvme0n1.read(qpair, buf, 0)).ok
+
+
+async def test_timeout_is_settable_globally(nvme0, nvme0n1, qpair, buf):
+    old = aionvme.config().timeout
+    aionvme.config(timeout=0.2)
+    try:
+        with nvme0.sim.drop(opcode=0x01, qid=qpair.qid):
+            with pytest.raises(aionvme.CommandTimeout):
+                await nvme0n1.write(qpair, buf, 0)
+    finally:
+        aionvme.config(timeout=old)
+    with pytest.raises(aionvme.InterfaceError, match="timeout"):
+        aionvme.config(timeout=0)
+
+
+async def test_late_completion_after_timeout_is_dropped(nvme0, nvme0n1, qpair, buf):
+    with nvme0.sim.delay(delay_ms=300, opcode=0x02, qid=qpair.qid):
+        with pytest.raises(aionvme.CommandTimeout):
+            await nvme0n1.read(qpair, buf, 0, timeout=0.1)
+    await asyncio.sleep(0.4)   # the late CQE arrives and frees the CID
+    assert qpair.outstanding == 0
+    assert nvme0.bad_completions == []
+    entry = qpair.cmdlog(1)[0]
+    assert entry.completed and entry.flags & TIMEOUT
+    assert (await nvme0n1.read(qpair, buf, 0)).ok
+
+
+async def test_cancelled_await_keeps_the_queue_intact(nvme0, nvme0n1, qpair, buf):
+    with nvme0.sim.delay(delay_ms=100, opcode=0x02, qid=qpair.qid):
+        task = asyncio.ensure_future(nvme0n1.read(qpair, buf, 0))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert qpair.outstanding == 1   # the device still owns the command
+    await asyncio.sleep(0.2)
+    assert qpair.outstanding == 0
+    cpls = await asyncio.gather(*(nvme0n1.read(qpair, aionvme.Buffer(512), i) for i in range(32)))
+    assert all(c.ok for c in cpls)
+
+
+async def test_admin_command_timeout(nvme0, buf):
+    with nvme0.sim.drop(opcode=0x06, qid=0):
+        with pytest.raises(aionvme.CommandTimeout, match="Identify"):
+            await nvme0.identify(buf, timeout=0.2)
+    assert (await nvme0.identify(buf)).ok
+
+
+async def test_injected_status_is_reported(nvme0, nvme0n1, qpair, buf):
+    with nvme0.sim.inject_status(opcode=0x02, qid=qpair.qid, sct=2, sc=0x81):
+        with pytest.raises(aionvme.CommandError, match="02/81 Unrecovered Read Error"):
+            await nvme0n1.read(qpair, buf, 0)
