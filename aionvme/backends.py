@@ -20,6 +20,13 @@ class Backend:
     def close(self) -> None:
         self._closer()
 
+    def death(self) -> str | None:
+        """Why the backend is gone (its process exited), or None while it lives."""
+        proc = getattr(self.control, "proc", None)
+        if proc is not None and proc.poll() is not None:
+            return f"the {self.name} device process exited with code {proc.returncode}"
+        return None
+
 
 def open_backend(address: str) -> Backend:
     if not isinstance(address, str):

@@ -190,6 +190,12 @@ class Controller:
         self._fail_outstanding(reason)
         await self._enable()
 
+    def _fail_outstanding_with(self, error: Exception) -> None:
+        if self._aq is not None and not self._aq.closed:
+            self._aq.fail_all(lambda cid: error)
+        for qp in self._io_qpairs.values():
+            qp._core.fail_all(lambda cid: error)
+
     def _fail_outstanding(self, reason: str) -> None:
         def exc(cid: int) -> Exception:
             return QueueDeletedError(f"the command was lost to a {reason}")
@@ -200,6 +206,9 @@ class Controller:
 
     def _watch(self) -> None:
         now = time.monotonic()
+        death = self._backend.death() if self._backend is not None else None
+        if death is not None:
+            self._fail_outstanding_with(DeviceError(death))
         if self._aq is not None and not self._aq.closed:
             self._aq.expire(now)
         for qp in self._io_qpairs.values():

@@ -24,3 +24,6 @@ def loop_exceptions_fail_the_test() -> Iterator[None]:
     if seen:
         pytest.fail(f"the event loop's exception handler fired: {seen[0].get('message')} "
                     f"{seen[0].get('exception')!r}")
+
+
+pytest_plugins = ["pytester"]

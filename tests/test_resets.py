@@ -101,8 +101,13 @@ async def test_controller_fatal_status_then_reset(ctrl):
 async def test_device_process_death_is_a_clear_error():
     ctrl = await aionvme.Controller("sim")
     try:
+        ns = await aionvme.Namespace(ctrl, 1)
+        q = await aionvme.Qpair(ctrl, 8)
+        ctrl.sim.drop(qid=q.qid)
+        fut = ns.read(q, aionvme.Buffer(512), 0, timeout=30)
         ctrl._backend.control.proc.kill()
-        ctrl._backend.control.proc.wait()
+        with pytest.raises(aionvme.NvmeError, match="device process exited"):
+            await fut
         with pytest.raises(aionvme.NvmeError, match="device"):
             ctrl[0x1C]
     finally:
