@@ -86,5 +86,8 @@ cdef extern from "aionvme/sim.h" nogil:
     int sim_dma(sim_ctrl *c, const anv_sqe *sqe, uint8_t *buf, uint64_t len, int to_host, uint16_t *status)
     int sim_fault_match(sim_ctrl *c, uint16_t qid, const anv_sqe *sqe)
     int sim_tick(sim_ctrl *c, uint64_t now_ns, uint64_t *next_due_ns)
+    int sim_admin_pending(sim_ctrl *c)
+    int sim_run(sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, uint64_t spin_ns,
+                int io_enabled)
     void sim_flush(sim_ctrl *c)
     void sim_power_loss(sim_ctrl *c)

@@ -178,6 +178,27 @@ int sim_dma(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, uint64_
 int sim_fault_match(struct sim_ctrl *c, uint16_t qid, const struct anv_sqe *sqe);
 int sim_tick(struct sim_ctrl *c, uint64_t now_ns, uint64_t *next_due_ns);
 
+enum sim_wake {
+	SIM_WAKE_SOCKET = 1, /* a request from the host is waiting */
+	SIM_WAKE_ADMIN = 2,  /* admin SQ has commands */
+	SIM_WAKE_TIMER = 3,  /* @deadline_ns passed */
+};
+
+/* 1 when the admin SQ tail doorbell is ahead of the controller's head. */
+int sim_admin_pending(struct sim_ctrl *c);
+
+/**
+ * sim_run() - run IO queues until the control plane has work
+ * @db_fd: doorbell eventfd; @sock_fd: the host's request socket
+ * @deadline_ns: CLOCK_MONOTONIC time to return by (0: none)
+ * @spin_ns: how long to keep polling doorbells after activity before sleeping
+ * @io_enabled: 0 while the controller may not process commands
+ *
+ * Return: an enum sim_wake, or -1 with errno set.
+ */
+int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, uint64_t spin_ns,
+	    int io_enabled);
+
 void sim_flush(struct sim_ctrl *c);
 void sim_power_loss(struct sim_ctrl *c);
 
