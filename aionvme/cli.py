@@ -1,0 +1,46 @@
+"""The ``aionvme`` command: ``aionvme info [ADDRESS]`` prints what a device
+identifies itself as and its health, without writing a test."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import aionvme
+
+
+async def _info(address: str) -> None:
+    async with aionvme.Controller(address) as nvme0:
+        print(f"address      {address}")
+        print(f"model        {nvme0.id_data(63, 24, str)}")
+        print(f"serial       {nvme0.id_data(23, 4, str)}")
+        print(f"firmware     {nvme0.id_data(71, 64, str)}")
+        vs = nvme0[0x08]
+        print(f"version      {vs >> 16}.{(vs >> 8) & 0xFF}.{vs & 0xFF}")
+        print(f"mdts         {nvme0.mdts} bytes")
+        print(f"namespaces   {nvme0.id_data(519, 516)}")
+        ns = await aionvme.Namespace(nvme0, 1)
+        print(f"namespace 1  {ns.nsze} LBAs of {ns.lba_size} bytes ({ns.capacity / 1e9:.1f} GB)")
+        smart = aionvme.Buffer(512)
+        await nvme0.getlogpage(0x02, smart, 512)
+        print(f"temperature  {smart.data(2, 1) - 273} C")
+        print(f"power cycles {smart.data(127, 112)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="aionvme", description="Test NVMe SSDs from asyncio Python.")
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="identify a device and show its health")
+    info.add_argument("address", nargs="?", default="sim", help="device address (default: sim)")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "info":
+            asyncio.run(_info(args.address))
+    except aionvme.NvmeError as e:
+        print(f"aionvme: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
