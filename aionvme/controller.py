@@ -35,12 +35,14 @@ class Controller:
     """
 
     def __init__(self, addr: str | bytes = "sim", *, admin_depth: int = 64,
-                 aer: bool = True) -> None:
+                 aer: bool = True, dbbuf: bool = True) -> None:
         if not 2 <= admin_depth <= 4096:
             raise InterfaceError(f"admin_depth {admin_depth} is outside 2..4096")
         self.addr = addr.decode() if isinstance(addr, bytes) else addr
         self._admin_depth = admin_depth
         self._want_aer = aer
+        self._want_dbbuf = dbbuf
+        self._dbbuf: tuple[Any, Any] | None = None
         self._backend: Backend | None = None
         self._device: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,12 +180,34 @@ class Controller:
             cpl = await self.getlogpage(0x05, cse, 4096, check=False)
             if cpl.ok:
                 self._effects = bytes(cse[0:4096])
+        await self._doorbell_buffers()
         cpl = await self.getfeatures(0x07, check=False)
         self.max_io_queues = min(cpl.cdw0 & 0xFFFF, cpl.cdw0 >> 16) + 1 if cpl.ok else 1
         for qp in list(self._io_qpairs.values()):
             await qp._recreate()
         if self._want_aer:
             self._send_aer()
+
+    async def _doorbell_buffers(self) -> None:
+        """Doorbell Buffer Config (5.8) when OACS bit 8 offers it: I/O queue doorbells
+        go to shadow memory and MMIO is written only when EventIdx asks."""
+        self._dbbuf = None
+        oacs = int.from_bytes(self._id_ctrl[256:258], "little")
+        if not self._want_dbbuf or not oacs & (1 << 8):
+            return
+        dbs, eis = _core.Buffer(4096, "shadow doorbells"), _core.Buffer(4096, "eventidx")
+        cpl = await self.send_cmd(0x7C, prp1=dbs.iova, prp2=eis.iova, check=False)
+        if cpl.ok:
+            self._dbbuf = (dbs, eis)
+
+    def _use_dbbuf(self, core_qpair: Any) -> None:
+        if self._dbbuf is not None:
+            core_qpair.set_dbbuf(*self._dbbuf)
+
+    @property
+    def doorbell_buffers(self) -> bool:
+        """Whether I/O queues use shadow doorbells (Doorbell Buffer Config)."""
+        return self._dbbuf is not None
 
     async def _reinit(self, reason: str) -> None:
         """After a reset that took the controller away: bring it back, queues included."""

@@ -86,6 +86,7 @@ class Qpair:
         except BaseException:
             await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
             raise
+        nvme._use_dbbuf(self._core)
         poller = nvme._poller(self.vector)
         if self._core not in poller.qpairs:
             poller.qpairs.append(self._core)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from aionvme.sim import features as F
 from aionvme.sim import identify, logpages
+from aionvme.sim.doorbells import doorbell_buffer_config
 from aionvme.sim.firmware import Firmware
 from aionvme.sim.selftest import SelfTest
 from aionvme.sim.sanitize import Sanitize
@@ -74,7 +75,7 @@ class Admin:
             0x08: self.abort, 0x09: self.set_features, 0x0A: self.get_features,
             0x0C: self.async_event_request, 0x10: self.firmware.commit,
             0x11: self.firmware.download, 0x14: self.selftest.command,
-            0x80: self.format_nvm,
+            0x7C: lambda cmd: doorbell_buffer_config(self, cmd), 0x80: self.format_nvm,
             0x84: self.sanitize.command,
         }
 
@@ -140,7 +141,14 @@ class Admin:
         return self.core.dma_from_host(cmd.raw, length)
 
     def doorbell_written(self, off: int, value: int) -> None:
-        """A doorbell written through a register write: same as the fast path."""
+        """A doorbell written through a register write (the fast path writes the
+        shared page directly).  A doorbell of a queue that does not exist is a
+        "Write to Invalid Doorbell Register" error event (5.2, Figure 146)."""
+        index = (off - 0x1000) // (4 << self.core.dstrd)
+        qid, is_cq = index // 2, index & 1
+        exists = self.core.cq_info(qid) if is_cq else self.core.sq_info(qid)
+        if exists is None:
+            self.event(0, 0x00, 0x01)
 
     # -- asynchronous events (5.2) ---------------------------------------------
     def event(self, etype: int, info: int, lid: int) -> None:
@@ -286,12 +294,14 @@ class Admin:
     def get_features(self, cmd: Cmd) -> tuple[int, int]:
         fid, sel = cmd.cdw10 & 0xFF, (cmd.cdw10 >> 8) & 0x7
         feats = self.dev.state.features
-        if fid == F.TIMESTAMP:
-            return self.to_host(cmd, self._timestamp())
         if fid not in feats.CHANGEABLE:
             return err(GENERIC, INVALID_FIELD)
         if sel == 3:  # supported capabilities (5.27.1)
             return (0, int(fid in feats.SAVEABLE) | (int(fid in feats.CHANGEABLE) << 2))
+        if fid == F.TIMESTAMP:
+            if sel > 3:
+                return err(GENERIC, INVALID_FIELD)
+            return self.to_host(cmd, self._timestamp())
         key = self._feature_key(fid, cmd.cdw11)
         if key is None:
             return err(GENERIC, INVALID_FIELD)
@@ -306,6 +316,8 @@ class Admin:
     def set_features(self, cmd: Cmd) -> tuple[int, int]:
         fid, sv = cmd.cdw10 & 0xFF, cmd.cdw10 >> 31
         feats = self.dev.state.features
+        if fid in feats.CHANGEABLE and sv and fid not in feats.SAVEABLE:
+            return err(SPECIFIC, NOT_SAVEABLE)  # 5.28: e.g. Timestamp, Number of Queues
         if fid == F.TIMESTAMP:
             status, data = self.from_host(cmd, 8)
             if status:

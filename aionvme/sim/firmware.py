@@ -75,7 +75,9 @@ class Firmware:
         if ca == 3:  # activate now, without reset (FRMW bit 4)
             self.active = fs
             self.next_active = None
-            self.dev.admin.event(2, 0x01, 0x03)  # Notice: firmware activation starting
+            # 5.27.1.18: Firmware Activation Notices (AEC bit 9) enable the event.
+            if self.dev.state.features.current(0x0B) & (1 << 9):
+                self.dev.admin.event(2, 0x01, 0x03)  # Notice: firmware activation starting
             return (0, 0)
         # CA 001b/010b: activated at the next Controller Level Reset.
         self.next_active = fs

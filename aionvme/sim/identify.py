@@ -24,6 +24,16 @@ FW_SLOTS = 3
 ELPE = 63         # 0's based: 64 error log entries
 
 
+def eui64(nsid: int) -> bytes:
+    """The namespace's IEEE EUI-64, most significant byte first (5.17.2.2)."""
+    return struct.pack(">Q", 0xA10E000000000000 | nsid)
+
+
+def nguid(nsid: int) -> bytes:
+    """The namespace's NGUID, 16 bytes as they appear in both structures."""
+    return b"AIONVME-NGUID-" + struct.pack(">H", nsid)
+
+
 def _ascii(s: str, n: int) -> bytes:
     return s.encode("ascii", "replace")[:n].ljust(n, b" ")
 
@@ -45,7 +55,7 @@ def controller(dev: "SimDevice") -> bytes:
     struct.pack_into("<I", d, 88, 100000)                     # RTD3E (us)
     struct.pack_into("<I", d, 92, (1 << 8) | (1 << 9))        # OAES: NS attr, FW activation
     struct.pack_into("<H", d, 111, 1)                         # CNTRLTYPE: I/O controller
-    struct.pack_into("<H", d, 256, OACS_FORMAT | OACS_FIRMWARE | OACS_SELF_TEST)
+    struct.pack_into("<H", d, 256, OACS_FORMAT | OACS_FIRMWARE | OACS_SELF_TEST | OACS_DBBUF)
     d[258] = ACL
     d[259] = AERL
     d[260] = 0x1 | (FW_SLOTS << 1) | 0x10                     # FRMW: slot 1 RO, 3 slots, no-reset activation
@@ -89,8 +99,9 @@ def namespace(dev: "SimDevice", nsid: int) -> bytes:
     d[28] = 0                                                  # DPC
     d[29] = 0                                                  # DPS
     d[32] = 0x9                                                # DLFEAT: reads 00h; WZ deallocates
-    struct.pack_into("<Q", d, 104, int.from_bytes(b"AIONVME\x00", "little") + nsid)  # NGUID low
-    struct.pack_into("<Q", d, 120, 0xA10E000000000000 | nsid)  # EUI64
+    # 5.17.2.3: the same NGUID and EUI64 as the Namespace Identification Descriptors.
+    d[104:120] = nguid(nsid)                                   # NGUID
+    d[120:128] = eui64(nsid)                                   # EUI64
     for i, (ds, ms) in enumerate(LBA_FORMATS):
         rp = 0 if (ds, ms) == (4096, 0) else 2 if ms else 1
         struct.pack_into("<I", d, 128 + 4 * i, ms | ((ds.bit_length() - 1) << 16) | (rp << 24))
@@ -105,7 +116,7 @@ def active_namespaces(dev: "SimDevice", after: int) -> bytes:
 def ns_descriptors(dev: "SimDevice", nsid: int) -> bytes:
     """Namespace Identification Descriptor list (5.17.2.3): EUI64, NGUID, CSI."""
     d = bytearray()
-    d += bytes((1, 8, 0, 0)) + struct.pack("<Q", 0xA10E000000000000 | nsid)[::-1]
-    d += bytes((2, 16, 0, 0)) + b"AIONVME-NGUID-" + struct.pack("<H", nsid)
+    d += bytes((1, 8, 0, 0)) + eui64(nsid)
+    d += bytes((2, 16, 0, 0)) + nguid(nsid)
     d += bytes((4, 1, 0, 0)) + bytes((0,))  # CSI: NVM
     return bytes(d).ljust(4096, b"\0")

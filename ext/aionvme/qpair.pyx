@@ -304,6 +304,15 @@ cdef class CoreQpair:
                     fut.set_exception(exc_factory(cid))
         anv_qpair_drop_all(&self.qp)
 
+    def set_dbbuf(self, Buffer dbs, Buffer eis):
+        """Use these Shadow Doorbell / EventIdx pages (5.8); None for MMIO only."""
+        if dbs is None or eis is None:
+            anv_qpair_set_dbbuf(&self.qp, NULL, NULL)
+        else:
+            dbs._check()
+            eis._check()
+            anv_qpair_set_dbbuf(&self.qp, dbs.c_ptr(), eis.c_ptr())
+
     def reset_rings(self, exc_factory):
         """Fail what is outstanding and empty both rings (before re-creating the queue)."""
         if self._live:

@@ -152,6 +152,14 @@ cdef class SimCore:
             raise convert_errno("simulator loop")
         return r
 
+    def dbbuf_config(self, uint64_t dbs, uint64_t eis):
+        """Doorbell Buffer Config (5.8); False when a page is not in host memory."""
+        return sim_dbbuf_config(&self.c, dbs, eis) == 0
+
+    @property
+    def dbbuf_enabled(self):
+        return bool(self.c.dbbuf_enabled)
+
     def admin_fetch(self):
         cdef anv_sqe sqe
         if sim_admin_fetch(&self.c, &sqe):

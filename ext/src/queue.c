@@ -115,9 +115,52 @@ int anv_qpair_build_prp(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint6
 	return 0;
 }
 
+void anv_qpair_set_dbbuf(struct anv_qpair *qp, uint8_t *dbs, uint8_t *eis)
+{
+	uint32_t sq_off = anv_sq_db_off(qp->qid, qp->dstrd) - ANV_REG_DBS;
+	uint32_t cq_off = anv_cq_db_off(qp->qid, qp->dstrd) - ANV_REG_DBS;
+
+	if (!dbs || !eis) {
+		qp->shadow_sq = qp->shadow_cq = qp->ei_sq = qp->ei_cq = NULL;
+		return;
+	}
+	qp->shadow_sq = (uint32_t *)(dbs + sq_off);
+	qp->shadow_cq = (uint32_t *)(dbs + cq_off);
+	qp->ei_sq = (uint32_t *)(eis + sq_off);
+	qp->ei_cq = (uint32_t *)(eis + cq_off);
+	__atomic_store_n(qp->shadow_sq, qp->sq_tail, __ATOMIC_RELEASE);
+	__atomic_store_n(qp->shadow_cq, qp->cq_head, __ATOMIC_RELEASE);
+}
+
+/* Linux's nvme_dbbuf_need_event(): has @new passed the EventIdx @ei since @old? */
+static inline int need_event(uint16_t ei, uint16_t new, uint16_t old)
+{
+	return (uint16_t)(new - ei - 1) < (uint16_t)(new - old);
+}
+
+/*
+ * 5.8: write the shadow doorbell, then ring the MMIO doorbell only when the
+ * controller asked for it through EventIdx.
+ */
+static inline int db_ring(struct anv_qpair *qp, uint32_t *shadow, uint32_t *ei, uint32_t off,
+		       uint32_t value)
+{
+	if (shadow) {
+		uint32_t old = __atomic_load_n(shadow, __ATOMIC_RELAXED);
+
+		__atomic_store_n(shadow, value, __ATOMIC_RELEASE);
+		/* The shadow store is visible before EventIdx is read (Dekker pairing). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (!need_event((uint16_t)__atomic_load_n(ei, __ATOMIC_ACQUIRE), (uint16_t)value,
+				(uint16_t)old))
+			return 0;
+	}
+	return qp->dev->ops->doorbell(qp->dev, off, value);
+}
+
 int anv_qpair_ring(struct anv_qpair *qp)
 {
-	return qp->dev->ops->doorbell(qp->dev, anv_sq_db_off(qp->qid, qp->dstrd), qp->sq_tail);
+	return db_ring(qp, qp->shadow_sq, qp->ei_sq, anv_sq_db_off(qp->qid, qp->dstrd), qp->sq_tail);
 }
 
 int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring)
@@ -159,7 +202,7 @@ int anv_qpair_reap(struct anv_qpair *qp, struct anv_cqe *out, int max)
 			qp->phase ^= 1u;
 		}
 	}
-	if (n && qp->dev->ops->doorbell(qp->dev, anv_cq_db_off(qp->qid, qp->dstrd), qp->cq_head) < 0)
+	if (n && db_ring(qp, qp->shadow_cq, qp->ei_cq, anv_cq_db_off(qp->qid, qp->dstrd), qp->cq_head) < 0)
 		return -1;
 	return n;
 }
@@ -178,6 +221,7 @@ void anv_qpair_drop_all(struct anv_qpair *qp)
 void anv_qpair_reset_rings(struct anv_qpair *qp)
 {
 	anv_qpair_drop_all(qp);
+	anv_qpair_set_dbbuf(qp, NULL, NULL); /* a reset forgets Doorbell Buffer Config */
 	memset(qp->sq, 0, (size_t)qp->depth * sizeof(struct anv_sqe));
 	memset(qp->cq, 0, (size_t)qp->depth * sizeof(struct anv_cqe));
 	qp->sq_tail = qp->sq_head = 0;

@@ -114,6 +114,7 @@ cdef extern from "aionvme/queue.h" nogil:
                             uint64_t *prp1, uint64_t *prp2)
     int anv_qpair_submit(anv_qpair *qp, const anv_sqe *sqe, int ring)
     int anv_qpair_ring(anv_qpair *qp)
+    void anv_qpair_set_dbbuf(anv_qpair *qp, uint8_t *dbs, uint8_t *eis)
     int anv_qpair_reap(anv_qpair *qp, anv_cqe *out, int maxn)
     void anv_qpair_drop_all(anv_qpair *qp)
     void anv_qpair_reset_rings(anv_qpair *qp)

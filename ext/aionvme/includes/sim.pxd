@@ -57,6 +57,7 @@ cdef extern from "aionvme/sim.h" nogil:
         sim_ns ns[17]
         sim_fault faults[32]
         uint32_t ndelayed
+        uint8_t dbbuf_enabled
         uint8_t vwc_enabled
         uint16_t io_block_status
         uint32_t njournal
@@ -87,6 +88,7 @@ cdef extern from "aionvme/sim.h" nogil:
     int sim_fault_match(sim_ctrl *c, uint16_t qid, const anv_sqe *sqe)
     int sim_tick(sim_ctrl *c, uint64_t now_ns, uint64_t *next_due_ns)
     int sim_admin_pending(sim_ctrl *c)
+    int sim_dbbuf_config(sim_ctrl *c, uint64_t dbs, uint64_t eis)
     int sim_run(sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, uint64_t spin_ns,
                 int io_enabled)
     void sim_flush(sim_ctrl *c)

@@ -47,6 +47,10 @@ struct anv_qpair {
 	uint64_t prp_iova;
 	uint64_t *prp_list;
 
+	/* 5.8 shadow doorbells and EventIdx (NULL: MMIO doorbells only) */
+	uint32_t *shadow_sq, *shadow_cq;
+	uint32_t *ei_sq, *ei_cq;
+
 	struct anv_cmdlog log;
 };
 
@@ -110,6 +114,13 @@ int anv_qpair_build_prp(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint6
  * Return: 0, or -1 with errno set (EIO from the backend).
  */
 int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring);
+
+/**
+ * anv_qpair_set_dbbuf() - use the Shadow Doorbell (@dbs) and EventIdx (@eis)
+ * pages given to the controller with Doorbell Buffer Config; NULL turns
+ * them off.  The shadow entries are set to the current doorbell values.
+ */
+void anv_qpair_set_dbbuf(struct anv_qpair *qp, uint8_t *dbs, uint8_t *eis);
 
 /* Write the SQ tail doorbell (after submits made with ring = 0). */
 int anv_qpair_ring(struct anv_qpair *qp);

@@ -115,6 +115,11 @@ struct sim_ctrl {
 	struct sim_delayed *delayed;
 	uint32_t ndelayed;
 
+	/* 5.8 Doorbell Buffer Config: shadow doorbells and EventIdx in host memory */
+	uint8_t dbbuf_enabled;
+	uint64_t dbbuf_dbs;
+	uint64_t dbbuf_eis;
+
 	uint8_t vwc_enabled;
 	uint16_t io_block_status; /* non-zero: every IO command completes with it (sanitize) */
 	struct sim_journal_rec *journal;
@@ -183,6 +188,16 @@ enum sim_wake {
 	SIM_WAKE_ADMIN = 2,  /* admin SQ has commands */
 	SIM_WAKE_TIMER = 3,  /* @deadline_ns passed */
 };
+
+/**
+ * sim_dbbuf_config() - take shadow doorbell (@dbs) and EventIdx (@eis) pages
+ * for the I/O queues; the current doorbell values are copied into them.
+ * Return: 0, or -1 (EINVAL) when a page is not in host memory.
+ */
+int sim_dbbuf_config(struct sim_ctrl *c, uint64_t dbs, uint64_t eis);
+
+/* Publish EventIdx: @suppress asks the host not to ring (the controller polls). */
+void sim_dbbuf_publish(struct sim_ctrl *c, int suppress);
 
 /* 1 when the admin SQ tail doorbell is ahead of the controller's head. */
 int sim_admin_pending(struct sim_ctrl *c);

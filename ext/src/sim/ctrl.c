@@ -18,14 +18,76 @@ static inline uint32_t db_read(struct sim_ctrl *c, uint32_t off)
 	return __atomic_load_n((uint32_t *)(c->bar + off), __ATOMIC_ACQUIRE);
 }
 
+static inline uint32_t *shadow(struct sim_ctrl *c, uint64_t base, uint16_t qid, int cq)
+{
+	return (uint32_t *)(c->arena + base + (2u * qid + (unsigned)cq) * (4u << c->dstrd));
+}
+
+/*
+ * 5.8: once a Doorbell Buffer Config command succeeded, an I/O queue's
+ * doorbell values are read from the Shadow Doorbell buffer in host memory.
+ */
 static inline uint32_t sq_db(struct sim_ctrl *c, uint16_t qid)
 {
+	if (c->dbbuf_enabled && qid)
+		return __atomic_load_n(shadow(c, c->dbbuf_dbs, qid, 0), __ATOMIC_ACQUIRE);
 	return db_read(c, ANV_REG_DBS + (2u * qid) * (4u << c->dstrd));
 }
 
 static inline uint32_t cq_db(struct sim_ctrl *c, uint16_t qid)
 {
+	if (c->dbbuf_enabled && qid)
+		return __atomic_load_n(shadow(c, c->dbbuf_dbs, qid, 1), __ATOMIC_ACQUIRE);
 	return db_read(c, ANV_REG_DBS + (2u * qid + 1u) * (4u << c->dstrd));
+}
+
+int sim_dbbuf_config(struct sim_ctrl *c, uint64_t dbs, uint64_t eis)
+{
+	uint64_t span = 2u * SIM_MAX_QUEUES * (4u << c->dstrd);
+
+	if (dbs < ANV_ARENA_RESERVED || eis < ANV_ARENA_RESERVED || dbs + span > c->arena_size ||
+	    eis + span > c->arena_size) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (uint16_t q = 1; q < SIM_MAX_QUEUES; q++) {
+		if (c->sq[q].valid) {
+			*shadow(c, dbs, q, 0) = db_read(c, ANV_REG_DBS + (2u * q) * (4u << c->dstrd));
+			*shadow(c, eis, q, 0) = c->sq[q].head;
+		}
+		if (c->cq[q].valid) {
+			*shadow(c, dbs, q, 1) = db_read(c, ANV_REG_DBS + (2u * q + 1u) * (4u << c->dstrd));
+			*shadow(c, eis, q, 1) = c->cq[q].head;
+		}
+	}
+	c->dbbuf_dbs = dbs;
+	c->dbbuf_eis = eis;
+	__atomic_store_n(&c->dbbuf_enabled, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/*
+ * The host rings the MMIO doorbell only when its new value passes EventIdx
+ * (the virtio rule Linux's nvme_dbbuf_need_event() applies).  EventIdx one
+ * behind what the controller has seen suppresses the ring; equal to it asks
+ * for one.
+ */
+void sim_dbbuf_publish(struct sim_ctrl *c, int suppress)
+{
+	if (!c->dbbuf_enabled)
+		return;
+	for (uint16_t q = 1; q < SIM_MAX_QUEUES; q++) {
+		if (c->sq[q].valid)
+			__atomic_store_n(shadow(c, c->dbbuf_eis, q, 0),
+					 (uint32_t)(uint16_t)(c->sq_db_seen[q] - (suppress ? 1u : 0u)),
+					 __ATOMIC_RELEASE);
+		if (c->cq[q].valid)
+			__atomic_store_n(shadow(c, c->dbbuf_eis, q, 1),
+					 (uint32_t)(uint16_t)(c->cq[q].head - (suppress ? 1u : 0u)),
+					 __ATOMIC_RELEASE);
+	}
+	/* EventIdx is visible before the doorbells are read again (Dekker pairing). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 int sim_ctrl_init(struct sim_ctrl *c, uint8_t *bar, uint8_t *arena, uint64_t arena_size)
@@ -75,6 +137,10 @@ void sim_cq_create(struct sim_ctrl *c, uint16_t qid, uint64_t iova, uint32_t siz
 	cq->vector = vector;
 	cq->ien = ien;
 	cq->phase = 1;
+	if (c->dbbuf_enabled) {
+		*shadow(c, c->dbbuf_dbs, qid, 1) = 0;
+		*shadow(c, c->dbbuf_eis, qid, 1) = 0;
+	}
 	/* Doorbells of a new queue start at 0 (3.1.3.25). */
 	__atomic_store_n((uint32_t *)(c->bar + ANV_REG_DBS + (2u * qid + 1u) * (4u << c->dstrd)), 0,
 			 __ATOMIC_RELEASE);
@@ -93,6 +159,10 @@ void sim_sq_create(struct sim_ctrl *c, uint16_t qid, uint64_t iova, uint32_t siz
 	sq->prio = prio;
 	c->cq[cqid].nsq++;
 	c->sq_db_seen[qid] = 0;
+	if (c->dbbuf_enabled) {
+		*shadow(c, c->dbbuf_dbs, qid, 0) = 0;
+		*shadow(c, c->dbbuf_eis, qid, 0) = 0;
+	}
 	__atomic_store_n((uint32_t *)(c->bar + ANV_REG_DBS + (2u * qid) * (4u << c->dstrd)), 0,
 			 __ATOMIC_RELEASE);
 }
@@ -126,6 +196,7 @@ void sim_queues_reset(struct sim_ctrl *c)
 	memset(c->cq, 0, sizeof(c->cq));
 	memset(c->sq_db_seen, 0, sizeof(c->sq_db_seen));
 	c->ndelayed = 0;
+	c->dbbuf_enabled = 0; /* a Controller Level Reset forgets the doorbell buffers */
 	memset(c->bar + ANV_REG_DBS, 0, ANV_MSIX_TABLE_OFF - ANV_REG_DBS);
 }
 

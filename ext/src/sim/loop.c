@@ -41,6 +41,7 @@ int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, ui
 	uint64_t last_busy = mono_ns(), next_due, now;
 	struct pollfd pfd[2] = { { .fd = sock_fd, .events = POLLIN }, { .fd = db_fd, .events = POLLIN } };
 	uint64_t drain;
+	int suppressed = 0;
 
 	for (;;) {
 		int n = io_enabled ? sim_process_io(c, 4096) : 0;
@@ -55,6 +56,10 @@ int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, ui
 		if (deadline_ns && now >= deadline_ns)
 			return SIM_WAKE_TIMER;
 		if (n) {
+			if (!suppressed) {
+				sim_dbbuf_publish(c, 1); /* polling: no need to ring */
+				suppressed = 1;
+			}
 			last_busy = now;
 			continue;
 		}
@@ -63,6 +68,15 @@ int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, ui
 			if (poll(pfd, 1, 0) > 0)
 				return SIM_WAKE_SOCKET;
 			continue;
+		}
+		/* About to sleep: ask for rings, then look once more (a write may have raced). */
+		if (c->dbbuf_enabled) {
+			sim_dbbuf_publish(c, 0);
+			suppressed = 0;
+			if (io_enabled && sim_process_io(c, 4096)) {
+				last_busy = mono_ns();
+				continue;
+			}
 		}
 		{
 			uint64_t until = deadline_ns;

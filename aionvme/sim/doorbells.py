@@ -1,0 +1,21 @@
+"""Doorbell Buffer Config (NVMe 2.0, 5.8): the host gives a Shadow Doorbell
+page and an EventIdx page; the data path then reads I/O queue doorbells from
+host memory and rings are needed only when EventIdx asks (ext/src/sim)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aionvme.sim.admin import Admin, Cmd
+
+INVALID_FIELD = (1 << 14) | 0x02
+
+
+def doorbell_buffer_config(admin: "Admin", cmd: "Cmd") -> tuple[int, int]:
+    dbs, eis = cmd.prp1, cmd.prp2
+    # 5.8: PRP1 and PRP2 are memory page aligned addresses of one page each.
+    if dbs & 0xFFF or eis & 0xFFF or dbs == eis:
+        return (INVALID_FIELD, 0)
+    if not admin.core.dbbuf_config(dbs, eis):
+        return (INVALID_FIELD, 0)
+    return (0, 0)
