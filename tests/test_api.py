@@ -49,3 +49,13 @@ async def test_gather_many(nvme0n1, qpair):
     cpls = await asyncio.gather(*(nvme0n1.read(qpair, b, i) for i, b in enumerate(bufs)))
     assert all(c.ok for c in cpls)
     assert len({c.cid for c in cpls}) == 63
+
+
+async def test_each_status_has_its_own_error_class(nvme0n1, qpair, buf):
+    from aionvme.exceptions import status
+    with pytest.raises(status.LBAOutOfRange, match="00/80"):
+        await nvme0n1.read(qpair, buf, nvme0n1.nsze)
+    with pytest.raises(status.InvalidCommandOpcode):
+        await nvme0n1.send_cmd(0xFF, qpair)
+    assert issubclass(status.UnrecoveredReadError, aionvme.CommandError)
+    assert (status.UnrecoveredReadError.SCT, status.UnrecoveredReadError.SC) == (2, 0x81)

@@ -1,4 +1,7 @@
-"""aionvme exceptions and the helpers the native core uses to build them."""
+"""aionvme exceptions and the helpers the native core uses to build them.
+
+Every status code has its own CommandError subclass in
+``aionvme.exceptions.status`` (e.g. ``status.LbaOutOfRange``)."""
 from aionvme.exceptions._base import (
     BufferFreedError,
     CommandError,
@@ -33,7 +36,8 @@ def describe_completion(cpl) -> str:
 def command_error(cpl, opcode: int, admin: bool) -> CommandError:
     """The CommandError for a failed completion of ``opcode``."""
     name = command_name(opcode, admin)
+    from aionvme.exceptions.status import error_class
     msg = (f"{name} ({opcode:02x}) failed: ERROR status: {cpl.sct:02x}/{cpl.sc:02x} "
            f"{status_name(cpl.sct, cpl.sc)} sqid:{cpl.sqid} cid:{cpl.cid} cdw0:{cpl.cdw0:#x} "
            f"dnr:{cpl.dnr} m:{cpl.more}")
-    return CommandError(msg, cpl, opcode)
+    return error_class(cpl.sct, cpl.sc)(msg, cpl, opcode)
