@@ -88,7 +88,7 @@ def namespace(dev: "SimDevice", nsid: int) -> bytes:
     d[27] = 0                                                  # MC
     d[28] = 0                                                  # DPC
     d[29] = 0                                                  # DPS
-    d[32] = 0x9                                                # DLFEAT: reads 00h; WZ deallocates
+    d[33] = 0x9                                                # DLFEAT: reads 00h; WZ deallocates
     struct.pack_into("<Q", d, 104, int.from_bytes(b"AIONVME\x00", "little") + nsid)  # NGUID low
     struct.pack_into("<Q", d, 120, 0xA10E000000000000 | nsid)  # EUI64
     for i, (ds, ms) in enumerate(LBA_FORMATS):
