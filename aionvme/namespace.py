@@ -219,6 +219,8 @@ class Namespace:
     # -- data verification hook (aionvme.verify) ---------------------------------
     def _verify_hook(self, opcode: int, buf: Any, lba: int, lba_count: int, **kw: Any) -> Any:
         if not SETTINGS.verify:
+            # Unchecked commands would leave the table stale: forget it.
+            self._verifier = None
             return None
         if self._verifier is None:
             from aionvme.verify import Verifier

@@ -98,7 +98,7 @@ def namespace(dev: "SimDevice", nsid: int) -> bytes:
     d[27] = 0                                                  # MC
     d[28] = 0                                                  # DPC
     d[29] = 0                                                  # DPS
-    d[32] = 0x9                                                # DLFEAT: reads 00h; WZ deallocates
+    d[33] = 0x9                                                # DLFEAT (NVM 4.1.5.1): reads 00h; WZ deallocates
     # 5.17.2.3: the same NGUID and EUI64 as the Namespace Identification Descriptors.
     d[104:120] = nguid(nsid)                                   # NGUID
     d[120:128] = eui64(nsid)                                   # EUI64

@@ -1,0 +1,209 @@
+# Data verification: a namespace's table of per-LBA CRC32C (ext/src/verify.c)
+# and the per-command work, in C: stamping, CRCs, checks, table updates.
+cimport cython
+from aionvme.includes.verify cimport *
+
+
+def crc32c(data, uint32_t crc=0, bint portable=False):
+    """CRC32C of ``data`` (bytes-like), continuing from ``crc``; ``portable``
+    uses the table code instead of the SSE4.2 instruction."""
+    cdef const uint8_t[::1] mv = memoryview(data).cast("B")
+    cdef size_t n = <size_t>mv.shape[0]
+    cdef const uint8_t *p = &mv[0] if n else NULL
+    if portable:
+        return anv_crc32c_sw(crc, p, n)
+    return anv_crc32c(crc, p, n)
+
+
+def crc32c_hw():
+    """Whether CRC32C runs on the CPU's CRC32 instruction (SSE4.2)."""
+    return bool(anv_crc32c_hw())
+
+
+cdef class VerifyTable:
+    """The verify table of one namespace: a sparse, shared memfd of one
+    CRC32C (and write token) per LBA.  ``fd`` is for worker processes.
+
+    Each method below takes a command about to be submitted and returns the
+    ``post`` callable for its completion, or None when there is nothing to
+    do (the command is invalid and will fail, or changes nothing)."""
+    cdef anv_verify v
+    cdef readonly unsigned int lba_size
+
+    def __cinit__(self, unsigned int nsid, uint64_t nlba, unsigned int lba_size):
+        self.v.fd = -1
+        if anv_verify_open(&self.v, nsid, nlba, lba_size) < 0:
+            raise convert_errno(
+                f"creating the verify table of namespace {nsid} ({nlba} LBAs of {lba_size} bytes)")
+        self.lba_size = lba_size
+
+    def __dealloc__(self):
+        if self.v.fd >= 0:
+            anv_verify_close(&self.v)
+
+    @property
+    def fd(self):
+        return self.v.fd
+
+    @property
+    def nsid(self):
+        return self.v.nsid
+
+    @property
+    def nlba(self):
+        return self.v.nlba
+
+    @property
+    def size(self):
+        """Bytes the table maps (it uses memory only where written)."""
+        return self.v.size
+
+    def reset(self):
+        """Every LBA unknown (after Format NVM or Sanitize); frees the pages."""
+        if anv_verify_reset(&self.v) < 0:
+            raise convert_errno(f"resetting the verify table of namespace {self.v.nsid}")
+
+    def get(self, uint64_t lba):
+        """The entry of ``lba``: 0 unknown, 1 zeroes, 2 uncorrectable, else a CRC32C."""
+        return anv_verify_get(&self.v, lba)
+
+    cdef bint _fits(self, uint64_t lba, uint64_t nlb):
+        return 1 <= nlb <= 0x10000 and lba < self.v.nlba and nlb <= self.v.nlba - lba
+
+    cdef object _begin(self, anv_verify_op op, uint8_t *data, anv_verify_range *r, uint32_t nr):
+        cdef anv_verify_io *io = anv_verify_begin(&self.v, op, data, r, nr)
+        if io == NULL:
+            raise convert_errno(f"verify bookkeeping of namespace {self.v.nsid}")
+        return VerifyPost.new(self, io, r[0].slba, r[0].nlb)
+
+    cdef object _data(self, anv_verify_op op, Buffer buf, uint64_t lba, uint64_t nlb):
+        cdef anv_verify_range r
+        if buf is None or buf._freed or not self._fits(lba, nlb):
+            return None
+        if <uint64_t>buf.size < nlb << self.v.lba_shift:
+            return None  # the submit refuses it: buf is smaller than the transfer
+        r.slba = lba
+        r.nlb = nlb
+        return self._begin(op, buf.ptr, &r, 1)
+
+    def read(self, Buffer buf, uint64_t lba, uint64_t nlb):
+        """A Read (NVM 3.2.6): check every LBA at successful completion."""
+        return self._data(ANV_VERIFY_READ, buf, lba, nlb)
+
+    def write(self, Buffer buf, uint64_t lba, uint64_t nlb):
+        """A Write (NVM 3.2.8): stamp each LBA of ``buf`` now, record its CRC32C
+        at successful completion; the LBAs are unknown until then."""
+        return self._data(ANV_VERIFY_WRITE, buf, lba, nlb)
+
+    cdef object _change(self, anv_verify_op op, uint64_t lba, uint64_t nlb):
+        cdef anv_verify_range r
+        if not self._fits(lba, nlb):
+            return None
+        r.slba = lba
+        r.nlb = nlb
+        return self._begin(op, NULL, &r, 1)
+
+    def write_zeroes(self, uint64_t lba, uint64_t nlb):
+        """A Write Zeroes (NVM 3.2.10): the LBAs then read as zeroes."""
+        return self._change(ANV_VERIFY_WRITE_ZEROES, lba, nlb)
+
+    def write_uncorrectable(self, uint64_t lba, uint64_t nlb):
+        """A Write Uncorrectable (NVM 3.2.11): a read of the LBAs must then fail."""
+        return self._change(ANV_VERIFY_WRITE_UNCOR, lba, nlb)
+
+    def deallocate(self, Buffer buf, unsigned int range_count, bint zeroes):
+        """A Dataset Management with Attribute - Deallocate (NVM 3.2.3) of the
+        ``range_count`` ranges in ``buf``; they read as zeroes when ``zeroes``
+        (DLFEAT 001b), else as anything."""
+        cdef anv_verify_range r[256]
+        cdef uint32_t nr = 0, i, nlb
+        cdef uint64_t slba
+        if buf is None or buf._freed or not 1 <= range_count <= 256:
+            return None
+        if <size_t>buf.size < 16 * range_count:
+            return None
+        for i in range(range_count):
+            # Figure "Dataset Management - Range": bytes 7:4 length in LBAs,
+            # 15:8 starting LBA; ranges of length 0 do nothing.
+            memcpy(&nlb, buf.ptr + 16 * i + 4, 4)
+            memcpy(&slba, buf.ptr + 16 * i + 8, 8)
+            if nlb == 0:
+                continue
+            if slba >= self.v.nlba or nlb > self.v.nlba - slba:
+                return None  # LBA Out of Range: the command changes nothing
+            r[nr].slba = slba
+            r[nr].nlb = nlb
+            nr += 1
+        if nr == 0:
+            return None
+        return self._begin(ANV_VERIFY_DEALLOC_ZEROES if zeroes else ANV_VERIFY_DEALLOC,
+                           NULL, r, nr)
+
+    cdef object _mismatch(self, anv_verify_mismatch *m, uint64_t bad, uint64_t slba,
+                          uint64_t nlb):
+        cdef uint32_t nsid = self.v.nsid
+        where = f"namespace {nsid} LBA {m.lba}"
+        more = f" ({bad} of the {nlb} LBAs read from LBA {slba} failed the check)" if bad > 1 else ""
+        if m.kind == ANV_VERIFY_BAD_ZEROES:
+            return _exc.VerifyError(
+                f"{where}: expected zeroes, found {m.value:#04x} at byte {m.offset}{more}",
+                nsid=nsid, lba=m.lba, expected="zeroes",
+                found={"offset": m.offset, "value": m.value})
+        if m.kind == ANV_VERIFY_BAD_UNCOR:
+            return _exc.VerifyError(
+                f"{where}: the LBA was made uncorrectable (Write Uncorrectable) but the read "
+                f"succeeded{more}", nsid=nsid, lba=m.lba,
+                expected="Unrecovered Read Error (02/81)", found="Successful Completion")
+        expected = {"lba": m.lba, "token": m.expected_token, "crc": m.expected_crc}
+        found = {"lba": m.found_lba, "token": m.found_token, "crc": m.found_crc}
+        if m.found_lba == m.lba and m.found_token == m.expected_token:
+            what = (f"the data differs from what was written (stamp LBA {m.lba} token "
+                    f"{m.expected_token:#018x} as expected, CRC32C {m.found_crc:#010x} instead "
+                    f"of {m.expected_crc:#010x})")
+        else:
+            what = (f"expected LBA {m.lba} token {m.expected_token:#018x}, found LBA "
+                    f"{m.found_lba} token {m.found_token:#018x} (CRC32C {m.found_crc:#010x} "
+                    f"instead of {m.expected_crc:#010x})")
+        return _exc.VerifyError(f"{where}: {what}{more}", nsid=nsid, lba=m.lba,
+                                expected=expected, found=found)
+
+
+@cython.no_gc_clear
+@cython.final
+cdef class VerifyPost:
+    """Completion hook of one command: ``post(cpl)`` updates the table or
+    checks the data, and returns a VerifyError or None.  Dropped without a
+    call (timeout, deleted queue), the command's effect stays unknown."""
+    cdef VerifyTable table
+    cdef anv_verify_io *io
+    cdef uint64_t slba
+    cdef uint64_t nlb
+
+    def __init__(self):
+        raise TypeError("VerifyPost is made by VerifyTable")
+
+    @staticmethod
+    cdef VerifyPost new(VerifyTable table, anv_verify_io *io, uint64_t slba, uint64_t nlb):
+        cdef VerifyPost p = VerifyPost.__new__(VerifyPost)
+        p.table = table
+        p.io = io
+        p.slba = slba
+        p.nlb = nlb
+        return p
+
+    def __call__(self, Completion cpl):
+        cdef anv_verify_mismatch m
+        cdef anv_verify_io *io = self.io
+        cdef uint64_t bad
+        if io == NULL:
+            return None
+        self.io = NULL
+        bad = anv_verify_end(&self.table.v, io, (cpl.raw_status >> 1) == 0, &m)
+        if bad:
+            return self.table._mismatch(&m, bad, self.slba, self.nlb)
+        return None
+
+    def __dealloc__(self):
+        if self.io != NULL and self.table is not None:
+            anv_verify_end(&self.table.v, self.io, 0, NULL)
+            self.io = NULL

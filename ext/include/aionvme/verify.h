@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * verify.h - data verification: stamps on written LBAs and a sparse table
+ * of their CRC32C, checked when they are read back.
+ *
+ * The table of a namespace lives in one memfd so that worker processes can
+ * map it too.  Its layout, each part page aligned:
+ *
+ *   crc[nlba]     uint32_t: ANV_VERIFY_UNKNOWN, a sentinel, or the CRC32C
+ *   token[nlba]   uint64_t: the write token stamped in the LBA (for reports)
+ *   chunk bitmap  one bit per ANV_VERIFY_CHUNK LBAs: "this chunk was written"
+ *
+ * The file is sized with ftruncate() and so has pages only where written:
+ * an 8 TB namespace of 512-byte LBAs maps 192 GiB of address space but
+ * uses 12 bytes of memory per LBA written.  A read fault on a tmpfs hole
+ * allocates a page, so readers test the chunk bitmap (nlba / 8192 bytes)
+ * before they touch crc[] or token[].
+ *
+ * The in-flight bookkeeping (struct anv_verify_io) is private to the
+ * process: the controller does not order commands (NVMe 1.3c, 6.3), so a
+ * read that overlaps a write in flight may see either data, and two
+ * overlapping writes in flight leave either data.  Such LBAs
+ * are not checked, or are marked unknown.
+ */
+#ifndef AIONVME_VERIFY_H
+#define AIONVME_VERIFY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aionvme/crc32c.h"
+
+/* Values of crc[]; a CRC32C that equals a sentinel is stored inverted. */
+#define ANV_VERIFY_UNKNOWN 0u  /* never written, or content undefined: no check */
+#define ANV_VERIFY_ZEROES  1u  /* reads return all bytes 00h */
+#define ANV_VERIFY_UNCOR   2u  /* Write Uncorrectable: a read must fail */
+#define ANV_VERIFY_CRC_MIN 3u
+
+#define ANV_VERIFY_STAMP   16u /* bytes 7:0 LBA, 15:8 token, little endian */
+#define ANV_VERIFY_CHUNK_SHIFT 10
+#define ANV_VERIFY_CHUNK   (1u << ANV_VERIFY_CHUNK_SHIFT)
+/* A deallocated range longer than this is marked only where written. */
+#define ANV_VERIFY_DENSE_MAX 65536u
+/* A read overlapping more in-flight ranges than this is not checked. */
+#define ANV_VERIFY_MAX_SKIP 64
+
+/**
+ * enum anv_verify_op - what a command does to the table
+ * @ANV_VERIFY_READ: Read (NVM 3.2.6): checked at completion
+ * @ANV_VERIFY_WRITE: Write (NVM 3.2.8): stamped, CRC recorded at completion
+ * @ANV_VERIFY_WRITE_ZEROES: Write Zeroes (NVM 3.2.10): reads return zeroes
+ * @ANV_VERIFY_WRITE_UNCOR: Write Uncorrectable (NVM 3.2.11): reads fail
+ * @ANV_VERIFY_DEALLOC: Dataset Management, Attribute - Deallocate (NVM 3.2.3)
+ * @ANV_VERIFY_DEALLOC_ZEROES: the same, DLFEAT 001b: reads return zeroes
+ */
+enum anv_verify_op {
+	ANV_VERIFY_READ,
+	ANV_VERIFY_WRITE,
+	ANV_VERIFY_WRITE_ZEROES,
+	ANV_VERIFY_WRITE_UNCOR,
+	ANV_VERIFY_DEALLOC,
+	ANV_VERIFY_DEALLOC_ZEROES,
+};
+
+/**
+ * enum anv_verify_kind - what a mismatch is
+ * @ANV_VERIFY_BAD_CRC: the data is not what was written last
+ * @ANV_VERIFY_BAD_ZEROES: the LBA should read as zeroes and does not
+ * @ANV_VERIFY_BAD_UNCOR: the LBA is uncorrectable yet the read succeeded
+ */
+enum anv_verify_kind {
+	ANV_VERIFY_BAD_CRC = 1,
+	ANV_VERIFY_BAD_ZEROES,
+	ANV_VERIFY_BAD_UNCOR,
+};
+
+struct anv_verify_range {
+	uint64_t slba;
+	uint64_t nlb;
+};
+
+/**
+ * struct anv_verify_io - one command that reads or changes LBAs, in flight
+ * or kept while a command in flight may still overlap it in time
+ * @start/@end: event numbers of submission and completion (@end 0: in flight)
+ * @op: enum anv_verify_op
+ * @data: the command's buffer (reads and writes)
+ * @token: the token stamped by a write
+ * @nr/@r: the LBA ranges
+ * @crc: a write's per-LBA CRCs, computed at submission
+ */
+struct anv_verify_io {
+	struct anv_verify_io *prev, *next;
+	uint64_t start, end;
+	uint32_t op;
+	uint32_t nr;
+	uint8_t *data;
+	uint64_t token;
+	struct anv_verify_range *r;
+	uint32_t *crc;
+};
+
+/**
+ * struct anv_verify_mismatch - the first bad LBA of a read
+ * @lba: its address
+ * @kind: enum anv_verify_kind
+ * @expected_crc/@found_crc: CRC32C (BAD_CRC)
+ * @expected_token: the token of the last write (BAD_CRC)
+ * @found_lba/@found_token: the stamp found in the data (BAD_CRC)
+ * @offset/@value: the first non-zero byte (BAD_ZEROES)
+ */
+struct anv_verify_mismatch {
+	uint64_t lba;
+	uint32_t kind;
+	uint32_t expected_crc;
+	uint32_t found_crc;
+	uint32_t offset;
+	uint64_t expected_token;
+	uint64_t found_lba;
+	uint64_t found_token;
+	uint32_t value;
+};
+
+/**
+ * struct anv_verify - the table of one namespace, and this process's
+ * commands in flight on it
+ * @fd: the memfd; owned (a worker maps it through anv_verify_attach())
+ * @nsid/@nlba/@lba_shift: the namespace and its current LBA format
+ * @base/@size: the MAP_SHARED mapping of the whole file
+ * @crc/@token/@chunks: its three parts (see the top of this file)
+ * @plan: CRC32C of one LBA
+ * @head/@tail: struct anv_verify_io in order of submission
+ * @seq: the last event number
+ */
+struct anv_verify {
+	int fd;
+	uint32_t nsid;
+	uint64_t nlba;
+	uint32_t lba_shift;
+	uint8_t *base;
+	size_t size;
+	uint32_t *crc;
+	uint64_t *token;
+	uint64_t *chunks;
+	struct anv_crc32c_plan plan;
+	struct anv_verify_io *head, *tail;
+	uint64_t seq;
+};
+
+/**
+ * anv_verify_open() - create the table of a namespace, every LBA unknown
+ * @v: table to initialise
+ * @nsid: namespace (for names and reports)
+ * @nlba: Namespace Size (NSZE) in LBAs
+ * @lba_size: bytes of data per LBA: a power of two, at least 512
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_verify_open(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size);
+
+/**
+ * anv_verify_attach() - map the table another process created
+ * @fd: its memfd (duplicated; the caller keeps its own)
+ *
+ * The geometry must be the one the table was opened with.
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_verify_attach(struct anv_verify *v, int fd, uint32_t nsid, uint64_t nlba,
+		      uint32_t lba_size);
+
+/**
+ * anv_verify_close() - unmap and close; frees what is in flight
+ */
+void anv_verify_close(struct anv_verify *v);
+
+/**
+ * anv_verify_reset() - every LBA unknown again, and the memory given back
+ *
+ * For Format NVM (NVMe Base 2.0, 5.23) and Sanitize (5.26), after which
+ * the host may not assume what user data reads back.
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_verify_reset(struct anv_verify *v);
+
+/**
+ * anv_verify_token() - a new write token
+ *
+ * Unique across processes: the pid in bits 63:40 and a per-process counter
+ * in bits 39:0; never 0.
+ */
+uint64_t anv_verify_token(void);
+
+/**
+ * anv_verify_get() - the table entry of one LBA, without allocating
+ *
+ * Return: ANV_VERIFY_UNKNOWN, a sentinel, or the CRC32C recorded.
+ */
+uint32_t anv_verify_get(const struct anv_verify *v, uint64_t lba);
+
+/**
+ * anv_verify_begin() - a command on @nr LBA ranges is about to be submitted
+ * @op: enum anv_verify_op
+ * @data: the buffer of a Read or Write (@nlb LBAs of data), else NULL
+ * @r/@nr: the ranges; one for all but Dataset Management
+ *
+ * A write stamps each LBA of @data and computes its CRC now; every change
+ * marks its ranges unknown until it completes.  The ranges must lie inside
+ * the namespace.
+ *
+ * Return: the record to hand to anv_verify_end(), or NULL with errno set.
+ */
+struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op op,
+				       uint8_t *data, const struct anv_verify_range *r,
+				       uint32_t nr);
+
+/**
+ * anv_verify_end() - the command of @io completed (or was abandoned)
+ * @ok: it completed with status Successful Completion
+ * @m: where to describe the first bad LBA of a read
+ *
+ * A successful change records its result in the table; a read is checked.
+ * LBAs that another change overlapping in time may have touched are left
+ * unchecked (reads) or become unknown (changes).  @io belongs to @v after.
+ *
+ * Return: the number of LBAs of a read that failed the check, else 0.
+ */
+uint64_t anv_verify_end(struct anv_verify *v, struct anv_verify_io *io, int ok,
+			struct anv_verify_mismatch *m);
+
+/* Internals shared by verify.c and verify_io.c. */
+void __anv_verify_set(struct anv_verify *v, uint64_t slba, uint64_t nlb, uint32_t value);
+void __anv_verify_record(struct anv_verify *v, uint64_t slba, uint64_t nlb,
+			 const uint32_t *crc, uint64_t token);
+uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t slba,
+			    uint64_t nlb, const struct anv_verify_range *skip, uint32_t nskip,
+			    struct anv_verify_mismatch *m);
+
+#endif /* AIONVME_VERIFY_H */

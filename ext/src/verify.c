@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/* The per-namespace table: memfd, mapping, entries, and the read check. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "aionvme/verify.h"
+
+#define PAGE 4096u
+
+static inline size_t page_up(uint64_t n)
+{
+	return (size_t)((n + PAGE - 1) & ~(uint64_t)(PAGE - 1));
+}
+
+static inline uint64_t le64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline int chunk_written(const struct anv_verify *v, uint64_t lba)
+{
+	uint64_t c = lba >> ANV_VERIFY_CHUNK_SHIFT;
+
+	return (int)((__atomic_load_n(&v->chunks[c >> 6], __ATOMIC_ACQUIRE) >> (c & 63)) & 1);
+}
+
+/* Set the bits before the entries: a reader that sees an entry saw its bit. */
+static void chunks_mark(struct anv_verify *v, uint64_t slba, uint64_t nlb)
+{
+	uint64_t first = slba >> ANV_VERIFY_CHUNK_SHIFT;
+	uint64_t last = (slba + nlb - 1) >> ANV_VERIFY_CHUNK_SHIFT;
+
+	for (uint64_t c = first; c <= last; c++) {
+		uint64_t bit = 1ull << (c & 63);
+
+		if (!(v->chunks[c >> 6] & bit))
+			__atomic_fetch_or(&v->chunks[c >> 6], bit, __ATOMIC_RELEASE);
+	}
+}
+
+static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size)
+{
+	size_t crc_sz, tok_sz, map_sz;
+
+	if (lba_size < 512 || (lba_size & (lba_size - 1)) || !nlba ||
+	    nlba > (1ull << 48)) {
+		errno = EINVAL;
+		return -1;
+	}
+	crc_sz = page_up(nlba * 4);
+	tok_sz = page_up(nlba * 8);
+	map_sz = page_up((((nlba + ANV_VERIFY_CHUNK - 1) >> ANV_VERIFY_CHUNK_SHIFT) + 63) / 64 * 8);
+	v->size = crc_sz + tok_sz + map_sz;
+	/* MAP_NORESERVE: the file is sparse; only pages written use memory. */
+	v->base = mmap(NULL, v->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		       v->fd, 0);
+	if (v->base == MAP_FAILED) {
+		v->base = NULL;
+		return -1;
+	}
+	v->crc = (uint32_t *)v->base;
+	v->token = (uint64_t *)(v->base + crc_sz);
+	v->chunks = (uint64_t *)(v->base + crc_sz + tok_sz);
+	v->nsid = nsid;
+	v->nlba = nlba;
+	v->lba_shift = (uint32_t)__builtin_ctz(lba_size);
+	return anv_crc32c_plan_init(&v->plan, lba_size);
+}
+
+int anv_verify_open(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size)
+{
+	char name[32];
+	uint64_t chunk_words;
+
+	memset(v, 0, sizeof(*v));
+	snprintf(name, sizeof(name), "aionvme-verify-ns%u", nsid);
+	v->fd = memfd_create(name, MFD_CLOEXEC);
+	if (v->fd < 0)
+		return -1;
+	chunk_words = (((nlba + ANV_VERIFY_CHUNK - 1) >> ANV_VERIFY_CHUNK_SHIFT) + 63) / 64;
+	if (ftruncate(v->fd, (off_t)(page_up(nlba * 4) + page_up(nlba * 8) +
+				     page_up(chunk_words * 8))) < 0)
+		goto close_fd;
+	if (map(v, nsid, nlba, lba_size) < 0)
+		goto unmap;
+	return 0;
+
+unmap:
+	if (v->base)
+		munmap(v->base, v->size);
+close_fd:
+	close(v->fd);
+	v->fd = -1;
+	v->base = NULL;
+	return -1;
+}
+
+int anv_verify_attach(struct anv_verify *v, int fd, uint32_t nsid, uint64_t nlba,
+		      uint32_t lba_size)
+{
+	memset(v, 0, sizeof(*v));
+	v->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (v->fd < 0)
+		return -1;
+	if (map(v, nsid, nlba, lba_size) < 0) {
+		if (v->base)
+			munmap(v->base, v->size);
+		close(v->fd);
+		v->fd = -1;
+		v->base = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void anv_verify_close(struct anv_verify *v)
+{
+	struct anv_verify_io *io = v->head, *next;
+
+	for (; io; io = next) {
+		next = io->next;
+		free(io);
+	}
+	if (v->base)
+		munmap(v->base, v->size);
+	if (v->fd >= 0)
+		close(v->fd);
+	memset(v, 0, sizeof(*v));
+	v->fd = -1;
+}
+
+int anv_verify_reset(struct anv_verify *v)
+{
+	/* A hole reads as zeroes (= unknown) and frees the pages at once,
+	 * without the window of a truncate to 0 in which another process's
+	 * access to its mapping would fault (SIGBUS). */
+	if (fallocate(v->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)v->size) == 0)
+		return 0;
+	if (ftruncate(v->fd, 0) < 0 || ftruncate(v->fd, (off_t)v->size) < 0)
+		return -1;
+	return 0;
+}
+
+uint64_t anv_verify_token(void)
+{
+	static uint64_t counter;
+	uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+
+	return ((uint64_t)(uint32_t)getpid() << 40) | (n & ((1ull << 40) - 1));
+}
+
+uint32_t anv_verify_get(const struct anv_verify *v, uint64_t lba)
+{
+	if (lba >= v->nlba || !chunk_written(v, lba))
+		return ANV_VERIFY_UNKNOWN;
+	return __atomic_load_n(&v->crc[lba], __ATOMIC_RELAXED);
+}
+
+void __anv_verify_set(struct anv_verify *v, uint64_t slba, uint64_t nlb, uint32_t value)
+{
+	uint64_t end = slba + nlb, lba = slba;
+
+	if (value != ANV_VERIFY_UNKNOWN) {
+		chunks_mark(v, slba, nlb);
+		for (; lba < end; lba++)
+			__atomic_store_n(&v->crc[lba], value, __ATOMIC_RELAXED);
+		return;
+	}
+	/* Unknown is what an unwritten chunk already says: skip those, so
+	 * forgetting a large range never allocates. */
+	while (lba < end) {
+		uint64_t c_end = ((lba >> ANV_VERIFY_CHUNK_SHIFT) + 1) << ANV_VERIFY_CHUNK_SHIFT;
+
+		if (c_end > end)
+			c_end = end;
+		if (chunk_written(v, lba))
+			for (uint64_t l = lba; l < c_end; l++)
+				__atomic_store_n(&v->crc[l], ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
+		lba = c_end;
+	}
+}
+
+void __anv_verify_record(struct anv_verify *v, uint64_t slba, uint64_t nlb,
+			 const uint32_t *crc, uint64_t token)
+{
+	chunks_mark(v, slba, nlb);
+	for (uint64_t i = 0; i < nlb; i++) {
+		v->token[slba + i] = token;
+		__atomic_store_n(&v->crc[slba + i], crc[i], __ATOMIC_RELEASE);
+	}
+}
+
+static inline int skipped(uint64_t lba, const struct anv_verify_range *skip, uint32_t nskip)
+{
+	for (uint32_t k = 0; k < nskip; k++)
+		if (lba - skip[k].slba < skip[k].nlb)
+			return 1;
+	return 0;
+}
+
+static inline uint32_t first_nonzero(const uint8_t *p, uint32_t len)
+{
+	uint32_t i = 0;
+
+	for (; i + 8 <= len; i += 8)
+		if (le64(p + i))
+			break;
+	for (; i < len; i++)
+		if (p[i])
+			return i;
+	return len;
+}
+
+uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t slba,
+			    uint64_t nlb, const struct anv_verify_range *skip, uint32_t nskip,
+			    struct anv_verify_mismatch *m)
+{
+	uint32_t lba_size = 1u << v->lba_shift;
+	uint64_t bad = 0;
+
+	for (uint64_t i = 0; i < nlb; i++) {
+		const uint8_t *p = data + (i << v->lba_shift);
+		uint64_t lba = slba + i;
+		uint32_t want, got = 0, off = lba_size;
+		uint32_t kind = 0;
+
+		if (!chunk_written(v, lba) || (nskip && skipped(lba, skip, nskip)))
+			continue;
+		want = __atomic_load_n(&v->crc[lba], __ATOMIC_ACQUIRE);
+		if (want == ANV_VERIFY_UNKNOWN)
+			continue;
+		if (want == ANV_VERIFY_ZEROES) {
+			off = first_nonzero(p, lba_size);
+			if (off < lba_size)
+				kind = ANV_VERIFY_BAD_ZEROES;
+		} else if (want == ANV_VERIFY_UNCOR) {
+			/* NVM 3.2.11: reads of these LBAs complete with
+			 * Unrecovered Read Error until they are written. */
+			kind = ANV_VERIFY_BAD_UNCOR;
+		} else {
+			got = anv_crc32c_plan_run(&v->plan, p);
+			if (got < ANV_VERIFY_CRC_MIN)
+				got = ~got;
+			if (got != want)
+				kind = ANV_VERIFY_BAD_CRC;
+		}
+		if (!kind)
+			continue;
+		if (!bad++ && m) {
+			memset(m, 0, sizeof(*m));
+			m->lba = lba;
+			m->kind = kind;
+			m->expected_crc = want;
+			m->found_crc = got;
+			if (kind == ANV_VERIFY_BAD_CRC) {
+				m->expected_token = v->token[lba];
+				m->found_lba = le64(p);
+				m->found_token = le64(p + 8);
+			} else if (kind == ANV_VERIFY_BAD_ZEROES) {
+				m->offset = off;
+				m->value = p[off];
+			}
+		}
+	}
+	return bad;
+}
