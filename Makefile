@@ -1,14 +1,51 @@
-# Everyday commands.  `make demo` and `make test` work on a fresh machine.
+# Everyday commands.  `make demo` and `make test` work on a fresh machine
+# (Debian 12, Python 3.10+ with pip): they install what they need themselves.
+#
+#   make demo      build, install, run examples/test_demo.py against the simulator
+#   make test      install the test dependencies, run the whole suite (then the API tests on uvloop)
+#   make compile   build the native core and install aionvme in place (pip install -e .)
+#   make debug     the same with AIONVME_DEBUG=1 (-O0, debug checks)
+#   make bench     benchmarks/bench_qd.py, JSON into bench-results/
+#   make docs      the documentation site into site/ (mkdocs build --strict)
+#   make lint      ruff check
+#   make clean     remove build products
+
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 PYTEST_ARGS ?=
+# Debian packages the test suite needs besides the build tools (none yet).
+APT_PACKAGES ?=
 
-.PHONY: all compile debug deps test-deps system-deps test test-fast demo bench docs lint clean
+# Debian's own python3 is "externally managed" (PEP 668); these commands install into
+# whichever interpreter PYTHON names, as asked.  Nothing here may wait for input.
+export PIP_BREAK_SYSTEM_PACKAGES = 1
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+export DEBIAN_FRONTEND = noninteractive
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+BUILD_DEPS = "setuptools>=65" wheel "Cython==3.3.1" "pytest>=7" "pytest-asyncio>=1.1"
+TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13" "ruff>=0.4"
+CHECKED = aionvme tests benchmarks examples
+
+.PHONY: all build-tools deps compile debug test-deps system-deps test test-fast demo bench docs \
+	lint clean
 
 all: compile
 
-deps:
-	$(PIP) install -q "setuptools>=65" wheel "Cython==3.3.1" "pytest>=7" "pytest-asyncio>=1.1"
+# A C compiler and the Python headers, from apt only when they are missing.
+build-tools:
+	@missing=""; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	$(PYTHON) -c "import os, sys, sysconfig; \
+	    sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+	    || missing="$$missing python3-dev"; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+deps: build-tools
+	$(PIP) install -q $(BUILD_DEPS)
 
 compile: deps
 	$(PIP) install -q --no-build-isolation -e .
@@ -16,15 +53,27 @@ compile: deps
 debug: deps
 	AIONVME_DEBUG=1 $(PIP) install -q --no-build-isolation -e .
 
-test-deps: compile
-	$(PIP) install -q "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13"
+# Debian packages of APT_PACKAGES not installed yet.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
+test-deps: compile system-deps
+	$(PIP) install -q $(TEST_DEPS)
+
+# Both runs always happen; the first failing exit status is make's answer.
 test: test-deps
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
-	$(PYTHON) -m pytest --loop uvloop -q tests/test_api.py $(PYTEST_ARGS)
+	@rc=0; \
+	$(PYTHON) -m pytest $(PYTEST_ARGS) tests examples || rc=$$?; \
+	$(PYTHON) -m pytest --loop uvloop -q $(PYTEST_ARGS) tests/test_api.py || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
+	exit $$rc
 
 test-fast:
-	$(PYTHON) -m pytest -x -q $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -x -q $(PYTEST_ARGS) tests
 
 demo: compile
 	$(PYTHON) -m pytest -s -q examples/test_demo.py
@@ -33,7 +82,12 @@ bench: test-deps
 	$(PYTHON) benchmarks/bench_qd.py --json bench-results/bench_qd.json
 
 docs: test-deps
-	mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
+
+lint:
+	$(PIP) install -q "ruff>=0.4"
+	$(PYTHON) -m ruff check $(CHECKED)
 
 clean:
-	rm -rf build dist *.egg-info site ext/aionvme/*.c aionvme/*.so
+	rm -rf build dist *.egg-info site bench-results ext/aionvme/*.c ext/aionvme/*.html aionvme/*.so
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -18,7 +18,8 @@ ext = Extension(
     "aionvme._core",
     sources=sources,
     include_dirs=["ext/include"],
-    extra_compile_args=cflags,
+    extra_compile_args=cflags + ["-pthread"],
+    extra_link_args=["-pthread"],
     define_macros=[("AIONVME_DEBUG", "1" if DEBUG else "0")],
 )
 

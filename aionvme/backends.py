@@ -1,43 +1,45 @@
-"""Opening a device by address: ``sim`` / ``sim:PATH.toml`` for the simulator.
-(``qemu`` and vfio addresses come with their backends.)"""
+"""Opening a device by address.
+
+=========================== ===================================================
+address                     backend
+=========================== ===================================================
+``sim``, ``sim:PATH.toml``  aionvme's simulated SSD (aionvme.sim.manager)
+``qemu``, ``qemu:K=V,...``  QEMU's NVMe controller over qtest (aionvme.qemu)
+=========================== ===================================================
+
+A backend object has ``name``, ``device`` (an ``aionvme._core.Device``) and
+``close()``, ``death()`` (why its process is gone, or None), ``power_off()``
+and ``power_on()``.
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from aionvme.exceptions import InterfaceError
 
 
-class Backend:
-    """An open device and how to close it."""
+class Backend(Protocol):
+    name: str
+    device: Any
 
-    def __init__(self, name: str, device: Any, closer: Callable[[], None],
-                 control: Any = None) -> None:
-        self.name = name
-        self.device = device
-        self._closer = closer
-        self.control = control  # the simulator's control plane, None elsewhere
-
-    def close(self) -> None:
-        self._closer()
-
-    def death(self) -> str | None:
-        """Why the backend is gone (its process exited), or None while it lives."""
-        proc = getattr(self.control, "proc", None)
-        if proc is not None and proc.poll() is not None:
-            return f"the {self.name} device process exited with code {proc.returncode}"
-        return None
+    def close(self) -> None: ...
+    def death(self) -> str | None: ...
+    def power_off(self) -> None: ...
+    def power_on(self) -> None: ...
 
 
-def open_backend(address: str) -> Backend:
+def open_backend(address: str | bytes) -> Backend:
+    if isinstance(address, bytes):
+        address = address.decode()
     if not isinstance(address, str):
-        if isinstance(address, bytes):
-            address = address.decode()
-        else:
-            raise InterfaceError(f"address must be a str such as 'sim', not {type(address).__name__}")
+        raise InterfaceError(f"address must be a str such as 'sim', not {type(address).__name__}")
     if address == "sim" or address.startswith("sim:"):
         from aionvme.sim.config import SimConfig
         from aionvme.sim.manager import SimProcess
-        proc = SimProcess(SimConfig.from_address(address))
-        return Backend("sim", proc.device, proc.close, control=proc)
+        return SimProcess(SimConfig.from_address(address))
+    if address == "qemu" or address.startswith("qemu:"):
+        from aionvme.qemu.config import QemuConfig
+        from aionvme.qemu.manager import QemuProcess
+        return QemuProcess(QemuConfig.from_address(address))
     raise InterfaceError(
-        f"address {address!r} names no backend this build has: use 'sim' or 'sim:PATH.toml'")
+        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu' or 'qemu:OPTS'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any, Callable
 
 from aionvme import _core
@@ -49,6 +50,9 @@ class Controller:
         self._aq: Any = None
         self._pollers: dict[int, Any] = {}
         self._io_qpairs: dict[int, Any] = {}
+        self._namespaces: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._mailbox: Any = None
+        self.vectors = 0
         self._id_ctrl = b""
         self._effects = b""
         self._aer_cb: Callable[[int, int], Any] | None = None
@@ -150,6 +154,10 @@ class Controller:
     async def _enable(self) -> None:
         dev = self._device
         self.pcie.setup()
+        self.vectors = min(self.pcie.msix_vectors, dev.nvec)
+        if self._mailbox is None:
+            self._mailbox = _core.Buffer(4096, "MSI-X mailboxes")
+        self.pcie.program_msix(self._mailbox, self.vectors)
         self.cap = dev.bar_read(REG_CAP, 8)
         self.dstrd = (self.cap >> 32) & 0xF
         if dev.bar_read(REG_CC, 4) & CC_EN:
@@ -421,15 +429,51 @@ class Controller:
                check: bool = True, timeout: float | None = None) -> "asyncio.Future[Any]":
         """Format NVM (5.23) with LBA format ``lbaf`` and Secure Erase Settings ``ses``."""
         cdw10 = (lbaf & 0xF) | (((lbaf >> 4) & 3) << 12) | ((ses & 7) << 9)
-        return self._admin(0x80, nsid=nsid, cdw10=cdw10, cb=cb, check=check,
-                           timeout=timeout if timeout is not None else max(SETTINGS.timeout, 30))
+        fut = self._admin(0x80, nsid=nsid, cdw10=cdw10, cb=cb, check=check,
+                          timeout=timeout if timeout is not None else max(SETTINGS.timeout, 30))
+        return self._forget_data_when_done(fut, nsid)
+
+    def _forget_data_when_done(self, fut: "asyncio.Future[Any]", nsid: int) -> "asyncio.Future[Any]":
+        """Once ``fut`` succeeds, the data of ``nsid`` (all when 0xffffffff) is gone:
+        data verification forgets what it expected there."""
+        def done(f: "asyncio.Future[Any]") -> None:
+            if not f.cancelled() and f.exception() is None and f.result().ok:
+                self._forget_data(nsid)
+        fut.add_done_callback(done)
+        return fut
+
+    def _forget_data(self, nsid: int = 0xFFFFFFFF) -> None:
+        for ns in list(self._namespaces):
+            if ns._verifier is not None and nsid in (0xFFFFFFFF, ns.nsid):
+                ns._verifier.reset()
+
+    def _power_loss(self) -> None:
+        """Power goes away now: outstanding commands fail, cached writes may be lost."""
+        if self._backend is None:
+            raise InterfaceError("the controller is not open")
+        self._lost_cached_writes()
+        self._fail_outstanding("power loss")
+        self._backend.power_off()
+
+    def _lost_cached_writes(self) -> None:
+        """Power went away without a completed shutdown: with a volatile write
+        cache present, any LBA written since the last flush may hold old data."""
+        vwc_present = bool(self._id_ctrl[525] & 1) if len(self._id_ctrl) > 525 else True
+        shutdown_done = False
+        try:
+            shutdown_done = (self._device.bar_read(REG_CSTS, 4) >> 2) & 3 == 2
+        except Exception:
+            pass
+        if vwc_present and not shutdown_done:
+            self._forget_data()
 
     def sanitize(self, option: int = 2, pattern: int = 0x5AA5A55A, cb: Callable | None = None, *,
                  cdw10: int | None = None, check: bool = True,
                  timeout: float | None = None) -> "asyncio.Future[Any]":
         """Sanitize (5.26): ``option`` is SANACT (2 block erase, 3 overwrite, 4 crypto erase)."""
-        return self._admin(0x84, cdw10=option if cdw10 is None else cdw10, cdw11=pattern, cb=cb,
-                           check=check, timeout=timeout)
+        fut = self._admin(0x84, cdw10=option if cdw10 is None else cdw10, cdw11=pattern, cb=cb,
+                          check=check, timeout=timeout)
+        return self._forget_data_when_done(fut, 0xFFFFFFFF)  # sanitize erases every namespace
 
     def dst(self, stc: int = 1, nsid: int = 0xFFFFFFFF, cb: Callable | None = None, *,
             check: bool = True, timeout: float | None = None) -> "asyncio.Future[Any]":

@@ -50,6 +50,7 @@ class Namespace:
     async def _open(self) -> "Namespace":
         if not self._opened:
             await self.refresh()
+            self.nvme._namespaces.add(self)
             self._opened = True
         return self
 

@@ -2,7 +2,7 @@
 power state and function level reset."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aionvme.exceptions import InterfaceError
 
@@ -103,10 +103,26 @@ class Pcie:
         return (self.register(msix + 2, 2) & 0x7FF) + 1 if msix is not None else 0
 
     def msix_table_offset(self) -> int:
+        """Offset of the MSI-X table in BAR0 (Table Offset/Table BIR, PCI 3.0 6.8.2.4)."""
         msix = self.cap_offset(CAP_MSIX)
         if msix is None:
             raise InterfaceError("the function has no MSI-X capability")
-        return self.register(msix + 4, 4) & ~0x7
+        value = self.register(msix + 4, 4)
+        if value & 0x7:
+            raise InterfaceError(f"the MSI-X table is in BAR{value & 7}; aionvme maps BAR0 only")
+        return value & ~0x7
+
+    def program_msix(self, mailbox: Any, vectors: int) -> None:
+        """Aim MSI-X vector ``v`` at dword ``v`` of ``mailbox`` (Message Address,
+        Message Data = 1); vectors stay masked until a queue uses them."""
+        table = self.msix_table_offset()
+        dev = self._dev
+        for v in range(vectors):
+            addr = mailbox.iova + 4 * v
+            dev.bar_write(table + 16 * v, 4, addr & 0xFFFFFFFF)
+            dev.bar_write(table + 16 * v + 4, 4, addr >> 32)
+            dev.bar_write(table + 16 * v + 8, 4, 1)
+        dev.set_irq_mailbox(mailbox)
 
     def msix_mask(self, vector: int, masked: bool) -> None:
         """Set or clear the Vector Control mask bit of MSI-X table entry ``vector``."""

@@ -35,7 +35,7 @@ class Qpair:
         qid = next((q for q in range(1, nvme.max_io_queues + 1) if q not in nvme._io_qpairs), None)
         if qid is None:
             raise InterfaceError(f"all {nvme.max_io_queues} I/O queues the controller allocated are in use")
-        nvec = nvme.pcie.msix_vectors
+        nvec = nvme.vectors
         if vector is None:
             vector = qid % nvec if nvec > 1 else 0
         if not 0 <= vector < nvec:
@@ -74,6 +74,9 @@ class Qpair:
 
     async def _create_on_device(self) -> None:
         nvme, qsize = self.nvme, self.depth - 1
+        # 5.8: the shadow doorbells of this qid may hold the values of a queue
+        # deleted before; they must read 0 before the controller looks at them.
+        nvme._use_dbbuf(self._core)
         if self.ien:
             nvme.pcie.msix_mask(self.vector, False)
         await nvme.send_cmd(0x05, cdw10=self.qid | (qsize << 16),
@@ -86,7 +89,6 @@ class Qpair:
         except BaseException:
             await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
             raise
-        nvme._use_dbbuf(self._core)
         poller = nvme._poller(self.vector)
         if self._core not in poller.qpairs:
             poller.qpairs.append(self._core)

@@ -10,7 +10,6 @@ if TYPE_CHECKING:
     from aionvme.controller import Controller
 
 NSSR_MAGIC = 0x4E564D65  # "NVMe" (3.1.3.6)
-RESET_POWER_OFF, RESET_POWER_ON = 3, 4
 
 
 class Subsystem:
@@ -41,12 +40,14 @@ class Subsystem:
 
     async def power_off(self) -> None:
         """Remove power now (unflushed cached writes are lost)."""
-        self.nvme._fail_outstanding("power loss")
-        self.nvme._live_device().reset(RESET_POWER_OFF)
+        self.nvme._power_loss()
 
     async def power_on(self) -> None:
         """Restore power and initialise the controller again."""
-        self.nvme._live_device().reset(RESET_POWER_ON)
+        backend = self.nvme._backend
+        if backend is None:
+            raise InterfaceError("the controller is not open")
+        backend.power_on()
         await self.nvme._reinit("power cycle")
 
     async def power_cycle(self, sec: float = 10) -> None:

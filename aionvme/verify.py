@@ -71,5 +71,6 @@ class Verifier:
         self.dealloc_zeroes = _dealloc_reads_zeroes(ns)
 
     def reset(self) -> None:
-        """Every LBA unknown: call after a Sanitize (Base 5.26) completes."""
+        """Every LBA unknown: after a Sanitize (Base 5.26) or Format NVM sent through
+        the controller, or a power loss with a volatile write cache."""
         self.table.reset()

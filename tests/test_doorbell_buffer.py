@@ -32,22 +32,23 @@ async def test_shadow_doorbells_carry_io(nvme0, nvme0n1):
         assert struct.unpack_from("<I", eis[sq_off:sq_off + 4])[0] == tail
 
 
-async def test_mmio_doorbells_only():
-    async with aionvme.Controller("sim", dbbuf=False) as c:
+async def test_mmio_doorbells_only(pciaddr):
+    async with aionvme.Controller(pciaddr, dbbuf=False) as c:
         assert not c.doorbell_buffers
         ns = await aionvme.Namespace(c, 1)
         async with aionvme.Qpair(c, 16) as q:
             await _mixed_io(ns, q, 50)
 
 
-@pytest.mark.parametrize("prp1, prp2", [(0x123, 0x2000000), (0x2000000, 0x2000000)])
-async def test_misaligned_or_shared_pages_are_invalid(nvme0, prp1, prp2):
+@pytest.mark.parametrize("prp1, prp2", [(0x2000123, 0x2001000), (0x2000000, 0x2001008)])
+async def test_misaligned_pages_are_invalid(nvme0, prp1, prp2):
+    """5.8: both buffers are memory page aligned."""
     cpl = await nvme0.send_cmd(0x7C, prp1=prp1, prp2=prp2, check=False)
     assert (cpl.sct, cpl.sc) == (0, 0x02)
 
 
-async def test_reset_forgets_and_renews_the_buffers():
-    async with aionvme.Controller("sim") as c:
+async def test_reset_forgets_and_renews_the_buffers(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         ns = await aionvme.Namespace(c, 1)
         async with aionvme.Qpair(c, 16) as q:
             await c.reset()

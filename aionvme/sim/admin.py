@@ -149,6 +149,11 @@ class Admin:
         exists = self.core.cq_info(qid) if is_cq else self.core.sq_info(qid)
         if exists is None:
             self.event(0, 0x00, 0x01)
+        elif qid == 0 and not is_cq and value >= exists["size"]:
+            # An Invalid Doorbell Write Value (5.2) is ignored: the admin SQ tail
+            # keeps its last valid value, so the loop never sees a command to fetch.
+            struct.pack_into("<I", self.dev.bar, off, exists["head"])
+            self.event(0, 0x01, 0x01)
 
     # -- asynchronous events (5.2) ---------------------------------------------
     def event(self, etype: int, info: int, lid: int) -> None:

@@ -69,6 +69,7 @@ class SimDevice:
         self.control = Control(self)
         self.powered = True
         self.state.attach_namespaces(core)
+        self.state.apply_write_cache(core)
         self._registers_reset()
         self._msix_reset()
 
@@ -281,6 +282,7 @@ class SimDevice:
         self.pci.reset()
         self._msix_reset()
         self.state.power_on()
+        self.state.apply_write_cache(self.core)
         self.admin.sanitize.power_on()
 
     def reset(self, kind: int) -> None:
@@ -387,14 +389,17 @@ def serve(fd: int) -> int:
     os.set_blocking(db_fd, False)
     sock.sendall(b"RDY!")
     spin_ns = int(float(os.environ.get("AIONVME_SIM_SPIN_US", "50")) * 1000)
+    check_admin = True
     while True:
         due = dev.run_timers()
         deadline = time.monotonic_ns() + int(due * 1e9) if due is not None else 0
         # IO runs in C without the GIL until the control plane has work.
-        wake = core.run(db_fd, sock.fileno(), deadline, spin_ns, dev.can_run())
+        wake = core.run(db_fd, sock.fileno(), deadline, spin_ns, dev.can_run(), check_admin)
         if wake == WAKE_SOCKET:
             try:
                 _handle(dev, sock)
             except (EOFError, ConnectionError):
                 return 0
-        dev.run_queues()
+        progress = dev.run_queues()
+        # An admin wake that fetched nothing must not come straight back.
+        check_admin = progress or wake != WAKE_ADMIN

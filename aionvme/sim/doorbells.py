@@ -14,7 +14,7 @@ INVALID_FIELD = (1 << 14) | 0x02
 def doorbell_buffer_config(admin: "Admin", cmd: "Cmd") -> tuple[int, int]:
     dbs, eis = cmd.prp1, cmd.prp2
     # 5.8: PRP1 and PRP2 are memory page aligned addresses of one page each.
-    if dbs & 0xFFF or eis & 0xFFF or dbs == eis:
+    if dbs & 0xFFF or eis & 0xFFF:
         return (INVALID_FIELD, 0)
     if not admin.core.dbbuf_config(dbs, eis):
         return (INVALID_FIELD, 0)

@@ -104,8 +104,7 @@ class SimControl:
 
     def power_loss(self) -> None:
         """Lose power now; ``await subsystem.power_on()`` brings it back."""
-        self.nvme._fail_outstanding("power loss")
-        self.nvme._live_device().reset(3)
+        self.nvme._power_loss()
 
     def state(self) -> dict[str, Any]:
         """Counters and state of the device, for tests."""

@@ -2,7 +2,6 @@
 Slot Information log (5.16.1.4).  Slot 1 is read-only (FRMW bit 0)."""
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING
 
 from aionvme.sim import identify

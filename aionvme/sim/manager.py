@@ -15,10 +15,13 @@ from aionvme.exceptions import DeviceError
 from aionvme.sim.config import SimConfig
 
 BAR0_SIZE = 0x4000
+RESET_POWER_OFF, RESET_POWER_ON = 3, 4  # enum anv_reset_kind
 
 
 class SimProcess:
     """A running simulator process and the Device attached to it."""
+
+    name = "sim"
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
@@ -56,6 +59,17 @@ class SimProcess:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def death(self) -> str | None:
+        if self.proc.poll() is not None:
+            return f"the sim device process exited with code {self.proc.returncode}"
+        return None
+
+    def power_off(self) -> None:
+        self.device.reset(RESET_POWER_OFF)
+
+    def power_on(self) -> None:
+        self.device.reset(RESET_POWER_ON)
 
     def close(self) -> None:
         """Detach (the process sees EOF and exits) and reap the process."""

@@ -80,6 +80,7 @@ class Sanitize:
         else:
             sprog = 0xFFFF
         sstat = self.status | (self.passes << 3)
-        ms = int(self.dev.cfg.sanitize_ms / 1000) or 1
-        struct.pack_into("<HHIIII", d, 0, sprog, sstat, self.cdw10, ms, ms, ms, 0)
+        # Estimated times (bytes 19:8): overwrite, block erase, crypto erase, in seconds.
+        secs = int(self.dev.cfg.sanitize_ms / 1000) or 1
+        struct.pack_into("<HHIIII", d, 0, sprog, sstat, self.cdw10, secs, secs, secs)
         return bytes(d)

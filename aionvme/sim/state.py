@@ -66,7 +66,12 @@ class DeviceState:
 
     def controller_reset(self, core: Any) -> None:
         self.features.reset()
-        core.vwc_enabled = int(self.features.current(0x06) & 1 and self.cfg.vwc)
+        self.apply_write_cache(core)
+
+    def apply_write_cache(self, core: Any) -> None:
+        """The data path caches writes when the Volatile Write Cache feature (5.27.1.4)
+        is enabled; it is at power on when a cache is present (the default value)."""
+        core.vwc_enabled = int(bool(self.features.current(0x06) & 1 and self.cfg.vwc))
 
     def power_off(self, core: Any) -> None:
         if not self.clean_shutdown:

@@ -36,6 +36,39 @@ cdef class Device:
         d.backend = "sim"
         return d
 
+    @staticmethod
+    def open_qemu(int sock, int devfn, list irq_fds):
+        """Drive QEMU's NVMe controller at 00:devfn over the qtest socket ``sock``."""
+        cdef Device d = Device.__new__(Device)
+        cdef int fds[64]
+        cdef int i
+        if not 1 <= len(irq_fds) <= 64:
+            raise _exc.InterfaceError(f"irq_fds holds {len(irq_fds)} eventfds; the limit is 1..64")
+        for i in range(len(irq_fds)):
+            fds[i] = irq_fds[i]
+        if anv_qemu_open(&d.dev, sock, devfn, fds, len(irq_fds)) < 0:
+            raise convert_errno("attaching to QEMU")
+        d._open = True
+        d.backend = "qemu"
+        return d
+
+    def set_irq_mailbox(self, Buffer mailbox):
+        """MSI-X messages are aimed at dwords of ``mailbox`` (one per vector); a
+        backend that sees them only there (qemu) watches it."""
+        self._live()
+        if mailbox.size < 4 * self.dev.nvec:
+            raise _exc.InterfaceError(f"mailbox of {mailbox.size} bytes is below {4 * self.dev.nvec}")
+        if self.backend == "qemu":
+            anv_qemu_set_mailbox(&self.dev, <uint32_t *>mailbox.c_ptr())
+
+    def reconnect(self, int sock):
+        """Talk to a restarted QEMU over ``sock`` (ownership taken)."""
+        self._live()
+        if self.backend != "qemu":
+            raise _exc.InterfaceError("reconnect is for the qemu backend")
+        if anv_qemu_reconnect(&self.dev, sock) < 0:
+            raise convert_errno("reconnecting to QEMU")
+
     cdef int _live(self) except -1:
         if not self._open:
             raise _exc.DeviceError("the device is closed")

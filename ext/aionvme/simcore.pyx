@@ -142,12 +142,13 @@ cdef class SimCore:
             n = sim_process_io(&self.c, budget)
         return n
 
-    def run(self, int db_fd, int sock_fd, uint64_t deadline_ns, uint64_t spin_ns, bint io_enabled):
+    def run(self, int db_fd, int sock_fd, uint64_t deadline_ns, uint64_t spin_ns, bint io_enabled,
+            bint check_admin=True):
         """Run IO queues (without the GIL) until the control plane has work: returns
         1 (socket request), 2 (admin commands) or 3 (deadline passed)."""
         cdef int r
         with nogil:
-            r = sim_run(&self.c, db_fd, sock_fd, deadline_ns, spin_ns, io_enabled)
+            r = sim_run(&self.c, db_fd, sock_fd, deadline_ns, spin_ns, io_enabled, check_admin)
         if r < 0:
             raise convert_errno("simulator loop")
         return r

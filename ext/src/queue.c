@@ -130,6 +130,13 @@ void anv_qpair_set_dbbuf(struct anv_qpair *qp, uint8_t *dbs, uint8_t *eis)
 	qp->ei_cq = (uint32_t *)(eis + cq_off);
 	__atomic_store_n(qp->shadow_sq, qp->sq_tail, __ATOMIC_RELEASE);
 	__atomic_store_n(qp->shadow_cq, qp->cq_head, __ATOMIC_RELEASE);
+	/*
+	 * Called before the queue is created on the controller: EventIdx may
+	 * still hold what the controller wrote for a deleted queue of this qid,
+	 * which would swallow the first rings.  0 asks for them.
+	 */
+	__atomic_store_n(qp->ei_sq, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(qp->ei_cq, 0, __ATOMIC_RELEASE);
 }
 
 /* Linux's nvme_dbbuf_need_event(): has @new passed the EventIdx @ei since @old? */

@@ -86,6 +86,9 @@ cdef extern from "aionvme/dev.h" nogil:
     int anv_sim_call(anv_dev *dev, uint32_t op, uint32_t off, uint32_t len, uint64_t val,
                      const void *payload, uint32_t plen, uint64_t *rval,
                      void *rbuf, uint32_t rcap, uint32_t *rlen)
+    int anv_qemu_open(anv_dev *dev, int sock, uint32_t devfn, const int *irq_fds, int nvec)
+    void anv_qemu_set_mailbox(anv_dev *dev, uint32_t *mailbox)
+    int anv_qemu_reconnect(anv_dev *dev, int sock)
     enum:
         ANV_SIM_OP_CONTROL
 

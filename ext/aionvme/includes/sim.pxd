@@ -90,6 +90,6 @@ cdef extern from "aionvme/sim.h" nogil:
     int sim_admin_pending(sim_ctrl *c)
     int sim_dbbuf_config(sim_ctrl *c, uint64_t dbs, uint64_t eis)
     int sim_run(sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, uint64_t spin_ns,
-                int io_enabled)
+                int io_enabled, int check_admin)
     void sim_flush(sim_ctrl *c)
     void sim_power_loss(sim_ctrl *c)

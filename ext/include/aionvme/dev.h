@@ -81,6 +81,22 @@ int anv_sim_call(struct anv_dev *dev, uint32_t op, uint32_t off, uint32_t len,
 		 uint64_t val, const void *payload, uint32_t plen, uint64_t *rval,
 		 void *rbuf, uint32_t rcap, uint32_t *rlen);
 
+/**
+ * anv_qemu_open() - drive QEMU's NVMe controller over a qtest socket
+ * @sock: connected qtest socket (ownership taken)
+ * @devfn: PCI device/function of the controller on bus 0 (device << 3 | fn)
+ * @irq_fds: @nvec eventfds, one per MSI-X vector (ownership taken)
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_qemu_open(struct anv_dev *dev, int sock, uint32_t devfn, const int *irq_fds, int nvec);
+
+/* Where MSI-X messages land: @nvec dwords of guest RAM, one per vector. */
+void anv_qemu_set_mailbox(struct anv_dev *dev, uint32_t *mailbox);
+
+/* After QEMU was started again (power cycle): talk over @sock from now on. */
+int anv_qemu_reconnect(struct anv_dev *dev, int sock);
+
 /* Wire protocol between the host and the simulator process (little endian). */
 enum {
 	ANV_SIM_OP_CFG_READ = 1,

@@ -118,7 +118,8 @@ int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring);
 /**
  * anv_qpair_set_dbbuf() - use the Shadow Doorbell (@dbs) and EventIdx (@eis)
  * pages given to the controller with Doorbell Buffer Config; NULL turns
- * them off.  The shadow entries are set to the current doorbell values.
+ * them off.  The shadow entries are set to the current doorbell values and
+ * EventIdx to 0: call it before the queue is created on the controller.
  */
 void anv_qpair_set_dbbuf(struct anv_qpair *qp, uint8_t *dbs, uint8_t *eis);
 

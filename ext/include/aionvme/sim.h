@@ -208,11 +208,13 @@ int sim_admin_pending(struct sim_ctrl *c);
  * @deadline_ns: CLOCK_MONOTONIC time to return by (0: none)
  * @spin_ns: how long to keep polling doorbells after activity before sleeping
  * @io_enabled: 0 while the controller may not process commands
+ * @check_admin: 0 after an admin wake that fetched nothing: no admin wake
+ *               again before the next doorbell (no livelock on a stuck tail)
  *
  * Return: an enum sim_wake, or -1 with errno set.
  */
 int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, uint64_t spin_ns,
-	    int io_enabled);
+	    int io_enabled, int check_admin);
 
 void sim_flush(struct sim_ctrl *c);
 void sim_power_loss(struct sim_ctrl *c);

@@ -16,6 +16,7 @@
 #include "aionvme/sim.h"
 
 int sim_tick(struct sim_ctrl *c, uint64_t now_ns, uint64_t *next_due_ns);
+int __sim_cq_full(struct sim_ctrl *c, uint16_t cqid);
 
 static uint64_t mono_ns(void)
 {
@@ -29,14 +30,20 @@ int sim_admin_pending(struct sim_ctrl *c)
 {
 	uint32_t tail;
 
-	if (!c->sq[0].valid)
+	if (!c->sq[0].valid || !c->cq[0].valid)
 		return 0;
 	tail = __atomic_load_n((uint32_t *)(c->bar + ANV_REG_DBS), __ATOMIC_ACQUIRE);
-	return tail != c->sq[0].head;
+	/* An out-of-range tail wakes the control plane once, for its event (5.27.1.2). */
+	if (tail >= c->sq[0].size)
+		return tail != c->sq_db_seen[0];
+	if (tail == c->sq[0].head)
+		return 0;
+	/* Nothing can be fetched while the admin CQ is full (4.1: no overwriting). */
+	return !__sim_cq_full(c, 0);
 }
 
 int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, uint64_t spin_ns,
-	    int io_enabled)
+	    int io_enabled, int check_admin)
 {
 	uint64_t last_busy = mono_ns(), next_due, now;
 	struct pollfd pfd[2] = { { .fd = sock_fd, .events = POLLIN }, { .fd = db_fd, .events = POLLIN } };
@@ -46,7 +53,7 @@ int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, ui
 	for (;;) {
 		int n = io_enabled ? sim_process_io(c, 4096) : 0;
 
-		if (io_enabled && sim_admin_pending(c))
+		if (io_enabled && check_admin && sim_admin_pending(c))
 			return SIM_WAKE_ADMIN;
 		now = mono_ns();
 		if (c->ndelayed)
@@ -95,6 +102,7 @@ int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, ui
 				if (read(db_fd, &drain, sizeof(drain)) < 0 && errno != EAGAIN)
 					return -1;
 				last_busy = mono_ns();
+				check_admin = 1; /* a new doorbell: look at the admin SQ again */
 			}
 		}
 	}

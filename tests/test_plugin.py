@@ -1,0 +1,58 @@
+"""The pytest plugin: options, fixtures, and the cmdlog in a failing test's report."""
+import textwrap
+
+import pytest
+
+
+def _suite(pytester: pytest.Pytester, body: str) -> None:
+    pytester.makeini(textwrap.dedent("""
+        [pytest]
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = session
+        asyncio_default_test_loop_scope = session
+    """))
+    pytester.makepyfile(test_suite=textwrap.dedent(body))
+
+
+def test_fixtures_of_the_seed(pytester: pytest.Pytester) -> None:
+    _suite(pytester, """
+        import aionvme
+
+        async def test_all(pciaddr, nvme0, nvme0n1, pcie, subsystem, qpair, buf, verify, aer):
+            assert pciaddr == "sim"
+            assert isinstance(nvme0, aionvme.Controller)
+            assert isinstance(nvme0n1, aionvme.Namespace) and nvme0n1.nsid == 1
+            assert isinstance(pcie, aionvme.Pcie) and pcie.register(0, 2) != 0xFFFF
+            assert isinstance(subsystem, aionvme.Subsystem)
+            assert isinstance(qpair, aionvme.Qpair)
+            assert len(buf) == 4096
+            assert verify is True and aionvme.config().verify
+            aer(lambda cdw0, status: None)
+            await nvme0n1.write(qpair, buf, 0, 8)
+            await nvme0n1.read(qpair, buf, 0, 8)
+    """)
+    result = pytester.runpytest_subprocess("-q")
+    result.assert_outcomes(passed=1)
+
+
+def test_failing_test_report_carries_the_cmdlog(pytester: pytest.Pytester) -> None:
+    _suite(pytester, """
+        async def test_fails(nvme0, buf):
+            await nvme0.identify(buf)
+            assert False, "on purpose"
+    """)
+    result = pytester.runpytest_subprocess("-q")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*aionvme cmdlog of sim*", "*IDENTIFY (06) sqid:0*"])
+
+
+def test_uvloop_option(pytester: pytest.Pytester) -> None:
+    _suite(pytester, """
+        import asyncio
+
+        async def test_loop(nvme0n1, qpair, buf):
+            assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+            assert (await nvme0n1.read(qpair, buf, 0)).ok
+    """)
+    result = pytester.runpytest_subprocess("-q", "--loop", "uvloop")
+    result.assert_outcomes(passed=1)

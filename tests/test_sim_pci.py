@@ -1,0 +1,179 @@
+"""PCI configuration space of the simulator (PCI Local Bus 3.0, PCI PM 1.2,
+PCI Express Base 4.0): IDs, class code, BAR0, the capability list, which
+bits are writable, D0/D3hot, MSI-X masking, Function Level Reset."""
+import asyncio
+
+import aionvme
+from aionvme.pcie import CAP_MSIX, CAP_PCIE, CAP_PM
+from simconf import wait_for_state
+
+CSTS = 0x1C
+
+
+async def test_ids_and_class_code(pcie):
+    assert pcie.register(0x00, 2) == 0xA10E               # vendor ID
+    assert pcie.register(0x02, 2) == 0x0001               # device ID
+    # 010802h: mass storage, non-volatile memory, NVM Express I/O controller
+    assert pcie.register(0x09, 1) == 0x02                 # programming interface
+    assert pcie.register(0x0A, 1) == 0x08                 # sub class
+    assert pcie.register(0x0B, 1) == 0x01                 # base class
+    assert pcie.register(0x0E, 1) & 0x7F == 0             # header type 0
+    assert pcie.register(0x2C, 2) == 0xA10E               # subsystem vendor ID
+    assert pcie.register(0x06, 2) & 0x10                  # status: capabilities list
+
+
+async def test_bar0_is_64_bit_memory_and_sized_by_probe():
+    async with aionvme.Controller("sim") as c:
+        pcie = c.pcie
+        lo, hi = pcie.register(0x10), pcie.register(0x14)
+        assert lo & 0x1 == 0                              # memory space
+        assert (lo >> 1) & 3 == 2                         # 64-bit
+        pcie.write(0x10, 4, 0xFFFFFFFF)
+        pcie.write(0x14, 4, 0xFFFFFFFF)
+        probe = pcie.register(0x10)
+        assert probe & 0xF == lo & 0xF                    # type bits are read only
+        size = (~(probe & ~0xF) & 0xFFFFFFFF) + 1
+        assert size == 0x4000                             # 16 KiB: registers, doorbells, MSI-X
+        assert pcie.register(0x14) == 0xFFFFFFFF          # upper half fully writable
+        pcie.write(0x10, 4, lo)
+        pcie.write(0x14, 4, hi)
+        assert (pcie.register(0x10), pcie.register(0x14)) == (lo, hi)
+
+
+async def test_capability_list(pcie):
+    pm, msix, exp = pcie.cap_offset(CAP_PM), pcie.cap_offset(CAP_MSIX), pcie.cap_offset(CAP_PCIE)
+    assert None not in (pm, msix, exp)
+    # walk the list by hand: every pointer is dword aligned and it ends with 0
+    ids, off = [], pcie.register(0x34, 1)
+    while off:
+        assert off & 3 == 0 and off >= 0x40
+        ids.append(pcie.register(off, 1))
+        off = pcie.register(off + 1, 1)
+    assert ids == [CAP_PM, CAP_MSIX, CAP_PCIE]
+    assert pcie.register(pm + 4, 2) & 3 == 0              # PMCSR: D0
+    ctrl = pcie.register(msix + 2, 2)
+    assert ctrl & 0x8000                                  # MSI-X enabled by the host
+    assert (ctrl & 0x7FF) + 1 == pcie.msix_vectors == 64
+    table, pba = pcie.register(msix + 4), pcie.register(msix + 8)
+    assert table & 7 == 0 and pba & 7 == 0                # both in BAR0 (BIR 0)
+    assert (table & ~7) + 16 * 64 <= pba & ~7 < 0x4000
+    assert pcie.register(exp + 2, 2) & 0xF0 == 0          # device/port type: endpoint
+    assert pcie.register(exp + 4) & (1 << 28)             # DevCap: FLR capable
+
+
+async def test_read_only_fields_ignore_writes():
+    async with aionvme.Controller("sim") as c:
+        pcie = c.pcie
+        msix = pcie.cap_offset(CAP_MSIX)
+        exp = pcie.cap_offset(CAP_PCIE)
+        ro = [(0x00, 4), (0x08, 4), (0x2C, 4), (0x34, 1), (0x3D, 1),
+              (msix + 4, 4), (msix + 8, 4), (exp + 4, 4)]
+        before = [pcie.register(o, n) for o, n in ro]
+        for o, n in ro:
+            pcie.write(o, n, 0x5A5A5A5A & ((1 << (8 * n)) - 1))
+        assert [pcie.register(o, n) for o, n in ro] == before
+        # MSI-X Message Control: the table size is read only, enable/mask are not
+        ctrl = pcie.register(msix + 2, 2)
+        pcie.write(msix + 2, 2, (ctrl | 0x4000) ^ 0x07FF)
+        assert pcie.register(msix + 2, 2) == ctrl | 0x4000
+        pcie.write(msix + 2, 2, ctrl)
+
+
+async def test_writable_fields_keep_what_was_written():
+    async with aionvme.Controller("sim") as c:
+        pcie = c.pcie
+        pcie.write(0x3C, 1, 0x0B)                          # interrupt line
+        assert pcie.register(0x3C, 1) == 0x0B
+        cmd = pcie.register(0x04, 2)
+        pcie.write(0x04, 2, cmd & ~0x4)                   # bus master off
+        assert pcie.register(0x04, 2) == cmd & ~0x4
+        pcie.write(0x04, 2, cmd)
+        assert pcie.register(0x04, 2) == cmd
+        # PCIe 7.6.3: no extended capabilities, so the header at 100h is 0
+        assert pcie.register(0x100) == 0
+
+
+async def test_d3hot_turns_bar0_off_and_d0_brings_the_controller_back():
+    async with aionvme.Controller("sim") as c:
+        await c.pcie.set_power_state(3)
+        assert c.pcie.power_state == 3
+        assert c[CSTS] == 0xFFFFFFFF                      # BAR0 does not answer in D3hot
+        assert c.pcie.register(0x00, 2) == 0xA10E         # config space does
+        await c.pcie.set_power_state(0)
+        assert c.pcie.power_state == 0
+        assert c[CSTS] & 1
+        assert (await c.identify(aionvme.Buffer(4096))).ok
+
+
+def _pba_bit(c, vector):
+    pba = c.pcie.register(c.pcie.cap_offset(CAP_MSIX) + 8) & ~7
+    return (c.register(pba + 8 * (vector // 64), 8) >> (vector % 64)) & 1
+
+
+async def test_msix_vector_mask_holds_the_interrupt_pending():
+    async with aionvme.Controller("sim") as c:
+        ns = await aionvme.Namespace(c, 1)
+        async with aionvme.Qpair(c, 16, vector=3) as q:
+            irqs = c.sim.state()["irq_counts"][3]
+            c.pcie.msix_mask(3, True)
+            fut = asyncio.ensure_future(ns.read(q, aionvme.Buffer(512), 0))
+            # PCI 3.0 6.8.3.4: a masked vector's message is held in the PBA
+            await wait_for_state(lambda: _pba_bit(c, 3), "the PBA bit of vector 3")
+            assert not fut.done()
+            assert c.sim.state()["irq_counts"][3] == irqs
+            c.pcie.msix_mask(3, False)                    # unmasking delivers it
+            assert (await fut).ok
+            assert _pba_bit(c, 3) == 0
+            assert c.sim.state()["irq_counts"][3] == irqs + 1
+
+
+async def test_msix_function_mask_holds_every_vector():
+    async with aionvme.Controller("sim") as c:
+        ns = await aionvme.Namespace(c, 1)
+        msix = c.pcie.cap_offset(CAP_MSIX)
+        ctrl = c.pcie.register(msix + 2, 2)
+        async with aionvme.Qpair(c, 16, vector=5) as q:
+            c.pcie.write(msix + 2, 2, ctrl | 0x4000)
+            fut = asyncio.ensure_future(ns.read(q, aionvme.Buffer(512), 0))
+            admin = asyncio.ensure_future(c.getfeatures(0x07))
+            await wait_for_state(lambda: _pba_bit(c, 5) and _pba_bit(c, 0),
+                                 "PBA bits of vectors 5 and 0")
+            assert not fut.done() and not admin.done()
+            c.pcie.write(msix + 2, 2, ctrl)
+            assert (await fut).ok and (await admin).ok
+            assert _pba_bit(c, 5) == 0 and _pba_bit(c, 0) == 0
+
+
+async def test_function_level_reset():
+    async with aionvme.Controller("sim") as c:
+        ns = await aionvme.Namespace(c, 1)
+        q = await aionvme.Qpair(c, 16)
+        data = aionvme.Buffer(512)
+        data[0:4] = b"FLR!"
+        await ns.write(q, data, 7)
+        await ns.flush(q)
+        exp = c.pcie.cap_offset(CAP_PCIE)
+        c.pcie.write(0x3C, 1, 0x0B)
+        c.pcie.write(exp + 8, 2, c.pcie.register(exp + 8, 2) | 0x8000)   # Initiate FLR
+        # PCIe 6.6.2: the function is back at its power-on state
+        assert c.pcie.register(0x3C, 1) == 0
+        assert c.pcie.register(0x04, 2) & 0x6 == 0
+        assert c.pcie.register(exp + 8, 2) & 0x8000 == 0  # the bit reads 0
+        c.pcie.setup()
+        assert c[0x14] == 0 and c[CSTS] == 0              # CC and CSTS reset
+        assert c.sim.state()["io_queues"] == []
+        await c.reset()                                   # the host brings it back
+        assert c.sim.state()["io_queues"] == [q.qid]
+        back = aionvme.Buffer(512)
+        await ns.read(q, back, 7)
+        assert back[0:4] == b"FLR!"
+        await q.delete()
+
+
+async def test_pcie_reset_api_recovers_queues():
+    async with aionvme.Controller("sim") as c:
+        ns = await aionvme.Namespace(c, 1)
+        async with aionvme.Qpair(c, 16) as q:
+            await c.pcie.reset()
+            assert c[CSTS] & 1
+            assert (await ns.read(q, aionvme.Buffer(512), 0)).ok
