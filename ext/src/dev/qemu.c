@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qemu.c - the qemu backend: QEMU's emulated NVMe controller (hw/nvme)
+ * driven through the qtest protocol, with no guest OS.  Guest RAM is the DMA
+ * arena (a memory-backend-file on the arena's memfd), so queues and buffers
+ * need no copying; configuration space goes through ports 0xcf8/0xcfc and
+ * BAR0 through readl/writel on the address the host assigned.
+ *
+ * MSI-X: every table entry points at a dword of guest RAM (a mailbox); a
+ * thread watches the mailboxes and turns each write QEMU makes into a write
+ * to the vector's eventfd, which the asyncio poller waits on.
+ *
+ * Doorbell writes are pipelined: their "OK" replies are collected before the
+ * next request that needs an answer, so a batch of submissions costs one
+ * round trip instead of one each.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aionvme/dev.h"
+
+#define QTEST_TIMEOUT_MS 20000
+#define MAX_PIPELINED 64
+
+struct qemu_priv {
+	int sock;
+	uint32_t bdf;          /* config address bits for bus 0, device, function */
+	uint64_t bar0;         /* guest physical address of BAR0 */
+	uint32_t bar0_lo, bar0_hi;
+	unsigned pending_ok;   /* pipelined writes whose reply is not read yet */
+	char rbuf[4096];
+	size_t rlen;
+
+	volatile uint32_t *mailbox; /* one dword per vector in guest RAM */
+	pthread_t thread;
+	int thread_on;
+	volatile int stop;
+	pthread_mutex_t lock;  /* the socket: poller thread never uses it, callers may */
+};
+
+static int send_line(struct qemu_priv *q, const char *line, size_t len)
+{
+	while (len) {
+		ssize_t n = send(q->sock, line, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			errno = EIO;
+			return -1;
+		}
+		line += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read one reply line ("OK ...", "FAIL ...", "ERR ..."); asynchronous lines are skipped. */
+static int read_reply(struct qemu_priv *q, char *out, size_t cap)
+{
+	for (;;) {
+		char *nl = memchr(q->rbuf, '\n', q->rlen);
+
+		if (nl) {
+			size_t len = (size_t)(nl - q->rbuf);
+			int is_reply = len >= 2 && (!strncmp(q->rbuf, "OK", 2) || !strncmp(q->rbuf, "FAIL", 4) ||
+						    !strncmp(q->rbuf, "ERR", 3));
+
+			if (is_reply && out) {
+				size_t keep = len < cap - 1 ? len : cap - 1;
+
+				memcpy(out, q->rbuf, keep);
+				out[keep] = 0;
+			}
+			memmove(q->rbuf, nl + 1, q->rlen - len - 1);
+			q->rlen -= len + 1;
+			if (is_reply)
+				return 0;
+			continue; /* "IRQ raise" and the like */
+		}
+		if (q->rlen == sizeof(q->rbuf)) {
+			q->rlen = 0; /* an absurdly long line: drop it */
+			continue;
+		}
+		{
+			struct pollfd pfd = { .fd = q->sock, .events = POLLIN };
+			int r = poll(&pfd, 1, QTEST_TIMEOUT_MS);
+			ssize_t n;
+
+			if (r == 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				return -1;
+			}
+			n = recv(q->sock, q->rbuf + q->rlen, sizeof(q->rbuf) - q->rlen, 0);
+			if (n <= 0) {
+				if (n < 0 && errno == EINTR)
+					continue;
+				errno = EIO; /* QEMU is gone */
+				return -1;
+			}
+			q->rlen += (size_t)n;
+		}
+	}
+}
+
+static int drain_pipelined(struct qemu_priv *q)
+{
+	char line[128];
+
+	while (q->pending_ok) {
+		if (read_reply(q, line, sizeof(line)) < 0)
+			return -1;
+		q->pending_ok--;
+		if (strncmp(line, "OK", 2)) {
+			errno = EIO;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* One qtest command and its reply; the value after "OK" goes to @val. */
+static int qtest(struct qemu_priv *q, uint64_t *val, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int qtest(struct qemu_priv *q, uint64_t *val, const char *fmt, ...)
+{
+	char line[160], reply[160];
+	va_list ap;
+	int n, rc = -1;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(line)) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	if (drain_pipelined(q) < 0 || send_line(q, line, (size_t)n) < 0 ||
+	    read_reply(q, reply, sizeof(reply)) < 0)
+		goto out;
+	if (strncmp(reply, "OK", 2)) {
+		errno = EIO;
+		goto out;
+	}
+	if (val)
+		*val = reply[2] ? strtoull(reply + 3, NULL, 16) : 0;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
+static uint32_t cfg_addr(struct qemu_priv *q, uint32_t off)
+{
+	return 0x80000000u | q->bdf | (off & 0xfcu);
+}
+
+static int qemu_cfg_read(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t *val)
+{
+	struct qemu_priv *q = dev->priv;
+	static const char *in[] = { NULL, "inb", "inw", NULL, "inl" };
+
+	if (off >= 256) { /* no ECAM here: extended config space reads as absent */
+		*val = (1ull << (8 * len)) - 1;
+		return 0;
+	}
+	if (qtest(q, NULL, "outl 0xcf8 0x%x\n", cfg_addr(q, off)) < 0)
+		return -1;
+	return qtest(q, val, "%s 0x%x\n", in[len], 0xcfcu + (off & 3u));
+}
+
+static int qemu_cfg_write(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t val)
+{
+	struct qemu_priv *q = dev->priv;
+	static const char *out[] = { NULL, "outb", "outw", NULL, "outl" };
+
+	if (off >= 256)
+		return 0;
+	if (qtest(q, NULL, "outl 0xcf8 0x%x\n", cfg_addr(q, off)) < 0 ||
+	    qtest(q, NULL, "%s 0x%x 0x%" PRIx64 "\n", out[len], 0xcfcu + (off & 3u), val) < 0)
+		return -1;
+	/* Follow where the host puts BAR0 (a 64-bit memory BAR: 0x10 and 0x14). */
+	if (off == 0x10 && len == 4)
+		q->bar0_lo = (uint32_t)val & ~0xfu;
+	else if (off == 0x14 && len == 4)
+		q->bar0_hi = (uint32_t)val;
+	q->bar0 = ((uint64_t)q->bar0_hi << 32) | q->bar0_lo;
+	return 0;
+}
+
+static int qemu_bar_read(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t *val)
+{
+	struct qemu_priv *q = dev->priv;
+
+	return qtest(q, val, "%s 0x%" PRIx64 "\n", len == 8 ? "readq" : "readl", q->bar0 + off);
+}
+
+static int qemu_bar_write(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t val)
+{
+	struct qemu_priv *q = dev->priv;
+
+	return qtest(q, NULL, "%s 0x%" PRIx64 " 0x%" PRIx64 "\n", len == 8 ? "writeq" : "writel",
+		     q->bar0 + off, val);
+}
+
+static int qemu_doorbell(struct anv_dev *dev, uint32_t off, uint32_t val)
+{
+	struct qemu_priv *q = dev->priv;
+	char line[96];
+	int n, rc = -1;
+
+	n = snprintf(line, sizeof(line), "writel 0x%" PRIx64 " 0x%x\n", q->bar0 + off, val);
+	pthread_mutex_lock(&q->lock);
+	if (q->pending_ok >= MAX_PIPELINED && drain_pipelined(q) < 0)
+		goto out;
+	if (send_line(q, line, (size_t)n) < 0)
+		goto out;
+	q->pending_ok++;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
+/* The MSI-X mailboxes in guest RAM -> eventfds. */
+static void *mailbox_thread(void *arg)
+{
+	struct anv_dev *dev = arg;
+	struct qemu_priv *q = dev->priv;
+	struct timespec idle = { .tv_sec = 0, .tv_nsec = 20000 };
+
+	while (!q->stop) {
+		volatile uint32_t *mb = q->mailbox;
+		int fired = 0;
+
+		if (mb) {
+			for (int v = 0; v < dev->nvec; v++) {
+				if (mb[v] && __atomic_exchange_n(&mb[v], 0, __ATOMIC_ACQ_REL)) {
+					uint64_t one = 1;
+
+					if (write(dev->irq_fd[v], &one, sizeof(one)) < 0) {
+						/* the reader is gone; nothing to deliver to */
+					}
+					fired = 1;
+				}
+			}
+		}
+		if (!fired)
+			nanosleep(&idle, NULL);
+	}
+	return NULL;
+}
+
+static int qemu_reset(struct anv_dev *dev, int kind)
+{
+	(void)dev;
+	(void)kind;
+	errno = EOPNOTSUPP; /* FLR goes through config space; power is the process's */
+	return -1;
+}
+
+static void qemu_close(struct anv_dev *dev)
+{
+	struct qemu_priv *q = dev->priv;
+
+	if (!q)
+		return;
+	if (q->thread_on) {
+		q->stop = 1;
+		pthread_join(q->thread, NULL);
+	}
+	if (q->sock >= 0)
+		close(q->sock);
+	for (int i = 0; i < dev->nvec; i++) {
+		if (dev->irq_fd[i] >= 0)
+			close(dev->irq_fd[i]);
+		dev->irq_fd[i] = -1;
+	}
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+	dev->priv = NULL;
+}
+
+static const struct anv_dev_ops qemu_ops = {
+	.cfg_read = qemu_cfg_read,
+	.cfg_write = qemu_cfg_write,
+	.bar_read = qemu_bar_read,
+	.bar_write = qemu_bar_write,
+	.doorbell = qemu_doorbell,
+	.reset = qemu_reset,
+	.close = qemu_close,
+};
+
+int anv_qemu_open(struct anv_dev *dev, int sock, uint32_t devfn, const int *irq_fds, int nvec)
+{
+	struct qemu_priv *q;
+
+	if (nvec < 1 || nvec > ANV_MSIX_MAX_VECTORS) {
+		errno = EINVAL;
+		return -1;
+	}
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -1;
+	q->sock = sock;
+	q->bdf = (devfn & 0xffu) << 8;
+	pthread_mutex_init(&q->lock, NULL);
+	memset(dev, 0, sizeof(*dev));
+	dev->ops = &qemu_ops;
+	dev->priv = q;
+	dev->nvec = nvec;
+	for (int i = 0; i < ANV_MSIX_MAX_VECTORS; i++)
+		dev->irq_fd[i] = i < nvec ? irq_fds[i] : -1;
+	if (pthread_create(&q->thread, NULL, mailbox_thread, dev) == 0)
+		q->thread_on = 1;
+	return 0;
+}
+
+void anv_qemu_set_mailbox(struct anv_dev *dev, uint32_t *mailbox)
+{
+	struct qemu_priv *q = dev->priv;
+
+	if (q)
+		q->mailbox = mailbox;
+}
+
+int anv_qemu_reconnect(struct anv_dev *dev, int sock)
+{
+	struct qemu_priv *q = dev->priv;
+
+	if (!q) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	if (q->sock >= 0)
+		close(q->sock);
+	q->sock = sock;
+	q->pending_ok = 0;
+	q->rlen = 0;
+	q->bar0 = q->bar0_lo = q->bar0_hi = 0;
+	pthread_mutex_unlock(&q->lock);
+	return 0;
+}
