@@ -6,6 +6,7 @@
 #ifndef AIONVME_QUEUE_H
 #define AIONVME_QUEUE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -78,8 +79,10 @@ static inline int anv_qpair_cid_alloc(struct anv_qpair *qp)
 {
 	uint16_t cid;
 
-	if (!qp->nfree)
+	if (!qp->nfree) {
+		errno = EBUSY;
 		return -1;
+	}
 	cid = qp->free_cids[--qp->nfree];
 	qp->cid_busy[cid] = 1;
 	return cid;
