@@ -15,6 +15,7 @@ from aionvme.exceptions import (ControllerFatal, ControllerNotReady, DeviceError
                                 InterfaceError, QueueDeletedError)
 from aionvme.pcie import Pcie
 from aionvme.settings import SETTINGS
+from aionvme.spec.fields import field
 from aionvme.spec.names import command_name
 
 REG_CAP, REG_CC, REG_CSTS, REG_AQA, REG_ASQ, REG_ACQ = 0x00, 0x14, 0x1C, 0x24, 0x28, 0x30
@@ -288,14 +289,7 @@ class Controller:
         if (nsid, cns) != (0, 1):
             raise InterfaceError("id_data reads the cached Identify Controller data (nsid=0, cns=1); "
                                  "use 'await nvme0.identify(buf, nsid, cns)' for other structures")
-        if byte_begin is None:
-            byte_begin = byte_end
-        if not 0 <= byte_begin <= byte_end < 4096:
-            raise InterfaceError(f"byte range {byte_begin}..{byte_end} is outside 0..4095")
-        raw = self._id_ctrl[byte_begin:byte_end + 1]
-        if type is str:
-            return raw.decode("latin-1").rstrip(" \0")
-        return int.from_bytes(raw, "little")
+        return field(self._id_ctrl, byte_end, byte_begin, type)
 
     @property
     def mdts(self) -> int:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from aionvme import _core
 from aionvme.exceptions import InterfaceError
 from aionvme.settings import SETTINGS
+from aionvme.spec.fields import field
 from aionvme.spec.names import command_name
 
 if TYPE_CHECKING:
@@ -77,14 +78,7 @@ class Namespace:
 
     def id_data(self, byte_end: int, byte_begin: int | None = None, type: type = int) -> int | str:
         """A field of the Identify Namespace data, by its byte range in the specification."""
-        if byte_begin is None:
-            byte_begin = byte_end
-        if not 0 <= byte_begin <= byte_end < 4096:
-            raise InterfaceError(f"byte range {byte_begin}..{byte_end} is outside 0..4095")
-        raw = self._id[byte_begin:byte_end + 1]
-        if type is str:
-            return raw.decode("latin-1").rstrip(" \0")
-        return int.from_bytes(raw, "little")
+        return field(self._id, byte_end, byte_begin, type)
 
     def get_lba_format(self, data_size: int = 512, meta_size: int = 0) -> int | None:
         """The index of the LBA format with these sizes, or None."""

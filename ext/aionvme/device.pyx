@@ -2,6 +2,16 @@
 from libc.stdlib cimport malloc, free
 
 
+cdef int _irq_array(list irq_fds, int *fds) except -1:
+    """Copy the MSI-X eventfds into the C array a backend takes."""
+    cdef int i
+    if not 1 <= len(irq_fds) <= 64:
+        raise _exc.InterfaceError(f"irq_fds holds {len(irq_fds)} eventfds; the limit is 1..64")
+    for i in range(len(irq_fds)):
+        fds[i] = irq_fds[i]
+    return 0
+
+
 cdef class Device:
     """A controller behind a backend (``dev_ops``): config space, BAR0,
     doorbells, MSI-X eventfds and resets.  Built by ``Device.open_sim``."""
@@ -25,11 +35,7 @@ cdef class Device:
         """Attach to a simulator process; every fd's ownership passes to the Device."""
         cdef Device d = Device.__new__(Device)
         cdef int fds[64]
-        cdef int i
-        if not 1 <= len(irq_fds) <= 64:
-            raise _exc.InterfaceError(f"irq_fds holds {len(irq_fds)} eventfds; the limit is 1..64")
-        for i in range(len(irq_fds)):
-            fds[i] = irq_fds[i]
+        _irq_array(irq_fds, fds)
         if anv_sim_open(&d.dev, sock, bar_fd, db_fd, fds, len(irq_fds)) < 0:
             raise convert_errno("attaching to the simulator")
         d._open = True
@@ -41,11 +47,7 @@ cdef class Device:
         """Drive QEMU's NVMe controller at 00:devfn over the qtest socket ``sock``."""
         cdef Device d = Device.__new__(Device)
         cdef int fds[64]
-        cdef int i
-        if not 1 <= len(irq_fds) <= 64:
-            raise _exc.InterfaceError(f"irq_fds holds {len(irq_fds)} eventfds; the limit is 1..64")
-        for i in range(len(irq_fds)):
-            fds[i] = irq_fds[i]
+        _irq_array(irq_fds, fds)
         if anv_qemu_open(&d.dev, sock, devfn, fds, len(irq_fds)) < 0:
             raise convert_errno("attaching to QEMU")
         d._open = True

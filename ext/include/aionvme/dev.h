@@ -56,6 +56,12 @@ struct anv_dev {
 	void *priv;
 };
 
+/* For backends (src/dev/common.c): wire @dev to @ops and the MSI-X eventfds. */
+int __anv_dev_init(struct anv_dev *dev, const struct anv_dev_ops *ops, void *priv,
+		   const int *irq_fds, int nvec);
+/* For backends: close the MSI-X eventfds the device owns. */
+void __anv_dev_close_irqs(struct anv_dev *dev);
+
 /**
  * anv_sim_open() - attach to a simulated controller process
  * @sock: connected unix socket to the device process (ownership taken)

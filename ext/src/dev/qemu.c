@@ -288,11 +288,7 @@ static void qemu_close(struct anv_dev *dev)
 	}
 	if (q->sock >= 0)
 		close(q->sock);
-	for (int i = 0; i < dev->nvec; i++) {
-		if (dev->irq_fd[i] >= 0)
-			close(dev->irq_fd[i]);
-		dev->irq_fd[i] = -1;
-	}
+	__anv_dev_close_irqs(dev);
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 	dev->priv = NULL;
@@ -322,12 +318,7 @@ int anv_qemu_open(struct anv_dev *dev, int sock, uint32_t devfn, const int *irq_
 	q->sock = sock;
 	q->bdf = (devfn & 0xffu) << 8;
 	pthread_mutex_init(&q->lock, NULL);
-	memset(dev, 0, sizeof(*dev));
-	dev->ops = &qemu_ops;
-	dev->priv = q;
-	dev->nvec = nvec;
-	for (int i = 0; i < ANV_MSIX_MAX_VECTORS; i++)
-		dev->irq_fd[i] = i < nvec ? irq_fds[i] : -1;
+	__anv_dev_init(dev, &qemu_ops, q, irq_fds, nvec);
 	if (pthread_create(&q->thread, NULL, mailbox_thread, dev) == 0)
 		q->thread_on = 1;
 	return 0;

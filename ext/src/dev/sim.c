@@ -162,12 +162,7 @@ static void sim_close(struct anv_dev *dev)
 		close(s->bar_fd);
 	if (s->db_fd >= 0)
 		close(s->db_fd);
-	for (int i = 0; i < dev->nvec; i++) {
-		if (dev->irq_fd[i] >= 0)
-			close(dev->irq_fd[i]);
-		dev->irq_fd[i] = -1;
-	}
-	dev->nvec = 0;
+	__anv_dev_close_irqs(dev);
 	free(s);
 	dev->priv = NULL;
 }
@@ -202,11 +197,5 @@ int anv_sim_open(struct anv_dev *dev, int sock, int bar_fd, int db_fd,
 	s->sock = sock;
 	s->bar_fd = bar_fd;
 	s->db_fd = db_fd;
-	memset(dev, 0, sizeof(*dev));
-	dev->ops = &sim_ops;
-	dev->priv = s;
-	dev->nvec = nvec;
-	for (int i = 0; i < ANV_MSIX_MAX_VECTORS; i++)
-		dev->irq_fd[i] = i < nvec ? irq_fds[i] : -1;
-	return 0;
+	return __anv_dev_init(dev, &sim_ops, s, irq_fds, nvec);
 }
