@@ -1,5 +1,6 @@
 """The ``aionvme`` command: ``aionvme info [ADDRESS]`` prints what a device
-identifies itself as and its health, without writing a test."""
+identifies itself as and its health; ``aionvme perf [ADDRESS] ...`` runs
+ioworkers against it (see aionvme.perf)."""
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="identify a device and show its health")
     info.add_argument("address", nargs="?", default="sim", help="device address (default: sim)")
+    from aionvme import perf
+    perf.add_arguments(sub.add_parser("perf", help="run ioworkers and report IOPS and latency"))
     args = p.parse_args(argv)
     try:
         if args.command == "info":
             asyncio.run(_info(args.address))
+        elif args.command == "perf":
+            return perf.main(args)
     except aionvme.NvmeError as e:
         print(f"aionvme: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("aionvme: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
