@@ -31,6 +31,7 @@ demo: compile
 
 bench: test-deps
 	$(PYTHON) benchmarks/bench_qd.py --json bench-results/bench_qd.json
+	$(PYTHON) benchmarks/bench_ioworker.py --json bench-results/bench_ioworker.json
 
 docs: test-deps
 	mkdocs build --strict
