@@ -245,7 +245,8 @@ static inline void complete(struct iow *w, const struct anv_cqe *e, uint64_t now
 	if (lat > st->lat_max_ns)
 		put64(&st->lat_max_ns, lat);
 	put64(&st->lat_sum_ns, st->lat_sum_ns + lat);
-	anv_hist_record(&st->hist, lat / 1000u);
+	/* Rounded up: a percentile reads "at most this many us", never less than the truth. */
+	anv_hist_record(&st->hist, (lat + 999u) / 1000u);
 	if (ANV_STATUS_SC(e->status) || ANV_STATUS_SCT(e->status)) {
 		first_error(w, e, cid, ANV_IOW_ERR_STATUS);
 		return;
