@@ -80,6 +80,7 @@ demo: compile
 
 bench: test-deps
 	$(PYTHON) benchmarks/bench_qd.py --json bench-results/bench_qd.json
+	$(PYTHON) benchmarks/bench_ioworker.py --json bench-results/bench_ioworker.json
 
 docs: test-deps
 	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict

@@ -211,6 +211,37 @@ class Namespace:
                                   timeout=SETTINGS.timeout if timeout is None else timeout,
                                   sgl=sgl, prp1=prp1, prp2=prp2)
 
+    # -- IO workers ---------------------------------------------------------------
+    def ioworker(self, io_size: Any = 8, lba_align: Any = None, lba_random: Any = True,
+                 read_percentage: Any = 100, time: Any = 0, qdepth: Any = 64,
+                 region_start: Any = 0, region_end: Any = None, iops: Any = 0,
+                 io_count: Any = 0, lba_start: Any = 0, qprio: Any = 0,
+                 output_io_per_second: Any = None, output_percentile_latency: Any = None, *,
+                 lba_step: Any = None, op_percentage: Any = None, pattern: Any = 0,
+                 interval: Any = 1.0, check: bool = True) -> Any:
+        """An IO engine in its own process on its own I/O queue pair (seed: ``ioworker``).
+
+        Every argument is checked here, before any process starts.  ``async with``
+        starts it and waits for its end; ``await`` runs it to the end and returns
+        the ``IOWorkerResult``.  ``time`` (seconds) and ``io_count`` limit the run
+        (both 0: until ``w.cancel()``).  ``op_percentage`` ({opcode: percent})
+        replaces ``read_percentage``; ``pattern`` is the write data (an int dword,
+        bytes, "zeroes", "ones" or "random"); ``lba_step`` is the sequential stride.
+        ``check=False`` keeps a failed command in the result instead of raising.
+
+        Example:
+            >>> r = await nvme0n1.ioworker(io_size=8, lba_align=8, lba_random=True,
+            ...                            qdepth=16, read_percentage=100, time=10)
+            >>> print(r.io_count_read, r.mseconds, r.latency_percentiles_us[99.0])
+        """
+        from aionvme.workers import IOWorker, check_args
+        args = check_args(self, io_size, lba_align, lba_random, read_percentage, time, qdepth,
+                          region_start, region_end, iops, io_count, lba_start, qprio,
+                          output_io_per_second, output_percentile_latency, lba_step=lba_step,
+                          op_percentage=op_percentage, pattern=pattern, interval=interval,
+                          check=check)
+        return IOWorker(self, args)
+
     # -- data verification hook (aionvme.verify) ---------------------------------
     def _verify_hook(self, opcode: int, buf: Any, lba: int, lba_count: int, **kw: Any) -> Any:
         if not SETTINGS.verify:

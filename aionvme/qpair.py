@@ -21,10 +21,12 @@ class Qpair:
         >>> await q.delete()                        # or: async with aionvme.Qpair(...) as q
     """
 
-    __slots__ = ("nvme", "depth", "prio", "qid", "vector", "ien", "_core", "_created")
+    __slots__ = ("nvme", "depth", "prio", "qid", "vector", "ien", "reap", "_core", "_created")
 
     def __init__(self, nvme: "Controller", depth: int = 64, prio: int = 0, *,
-                 ien: bool = True, vector: int | None = None) -> None:
+                 ien: bool = True, vector: int | None = None, reap: bool = True) -> None:
+        """``reap=False``: another process reaps the CQ (an ioworker), so no
+        poller of this process may take its CQEs."""
         if nvme._device is None:
             raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
         mqes = (nvme.cap & 0xFFFF) + 1
@@ -46,6 +48,7 @@ class Qpair:
         self.qid = qid
         self.vector = vector
         self.ien = ien
+        self.reap = reap
         self._core = _core.CoreQpair(nvme._device, qid, depth, nvme.dstrd)
         self._core.loop = nvme._loop
         self._created = False
@@ -89,6 +92,8 @@ class Qpair:
         except BaseException:
             await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
             raise
+        if not self.reap:
+            return
         poller = nvme._poller(self.vector)
         if self._core not in poller.qpairs:
             poller.qpairs.append(self._core)

@@ -11,6 +11,10 @@ from aionvme.exceptions._base import (
     DeviceError,
     InterfaceError,
     InternalError,
+    IOWorkerCommandError,
+    IOWorkerDied,
+    IOWorkerError,
+    IOWorkerTimeout,
     NvmeError,
     QueueDeletedError,
     QueueFullError,
@@ -20,7 +24,8 @@ from aionvme.spec.names import command_name, status_name
 
 __all__ = (
     "BufferFreedError", "CommandError", "CommandTimeout", "ControllerFatal",
-    "ControllerNotReady", "DeviceError", "InterfaceError", "InternalError", "NvmeError",
+    "ControllerNotReady", "DeviceError", "InterfaceError", "InternalError", "IOWorkerCommandError", "IOWorkerDied",
+    "IOWorkerError", "IOWorkerTimeout", "NvmeError",
     "QueueDeletedError", "QueueFullError", "VerifyError", "command_error",
     "describe_completion", "command_name",
 )

@@ -84,3 +84,36 @@ class CommandError(NvmeError):
     @property
     def status(self) -> int:
         return int(self.completion.status)
+
+
+class IOWorkerError(NvmeError):
+    """An ioworker ended abnormally; ``result`` holds what it did until then
+    (an ``IOWorkerResult``, or None when the worker never reported)."""
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        NvmeError.__init__(self, message)
+        self.result = result
+
+
+class IOWorkerDied(IOWorkerError, DeviceError):
+    """The worker process exited without finishing (killed, crashed);
+    ``returncode`` is its exit code (negative: the signal)."""
+
+    def __init__(self, message: str, *, returncode: int | None, result: Any = None) -> None:
+        IOWorkerError.__init__(self, message, result=result)
+        self.returncode = returncode
+
+
+class IOWorkerCommandError(IOWorkerError, CommandError):
+    """A command of the worker completed with an error status, which stopped it;
+    ``completion`` is its CQE and ``lba`` its start LBA."""
+
+    def __init__(self, message: str, completion: Any, opcode: int, *, lba: int,
+                 result: Any = None) -> None:
+        CommandError.__init__(self, message, completion, opcode)
+        self.result = result
+        self.lba = lba
+
+
+class IOWorkerTimeout(IOWorkerError, CommandTimeout):
+    """A command of the worker got no completion in time."""

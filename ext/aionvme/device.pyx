@@ -94,6 +94,15 @@ cdef class Device:
             raise _exc.InterfaceError(f"vector {vector} is outside 0..{self.dev.nvec - 1}")
         return self.dev.irq_fd[vector]
 
+    def doorbell_fds(self):
+        """(BAR page memfd, doorbell eventfd) of a simulator: what a worker process
+        needs to ring this device's doorbells.  The Device keeps owning them."""
+        cdef int bar_fd = -1, db_fd = -1
+        self._live()
+        if anv_sim_doorbell_fds(&self.dev, &bar_fd, &db_fd) < 0:
+            raise _exc.InterfaceError(f"worker processes need the 'sim' backend, not {self.backend}")
+        return bar_fd, db_fd
+
     def cfg_read(self, uint32_t off, uint32_t length=4):
         cdef uint64_t val = 0
         self._live()

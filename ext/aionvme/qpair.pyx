@@ -1,6 +1,6 @@
 # Host side queue pair: submit -> CID -> future; reap -> resolve.
 from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.object cimport PyObject
 import time as _time
@@ -25,6 +25,15 @@ cdef class Completion:
         c.cid = e.cid
         c.raw_status = e.status
         return c
+
+    @staticmethod
+    def from_bytes(bytes raw):
+        """The Completion held in 16 bytes of a CQE (as a worker recorded it)."""
+        cdef anv_cqe e
+        if len(raw) != 16:
+            raise _exc.InterfaceError(f"a CQE is 16 bytes, not {len(raw)}")
+        memcpy(&e, <const char *>raw, 16)
+        return Completion.new(&e)
 
     @property
     def status(self):
@@ -123,6 +132,15 @@ cdef class CoreQpair:
     @property
     def cq_iova(self):
         return self.qp.cq_iova
+
+    @property
+    def prp_iova(self):
+        """The PRP list pages, one per CID (a worker process builds its lists there)."""
+        return self.qp.prp_iova
+
+    @property
+    def dstrd(self):
+        return self.qp.dstrd
 
     @property
     def outstanding(self):

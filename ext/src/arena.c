@@ -61,6 +61,24 @@ close_fd:
 	return -1;
 }
 
+int anv_arena_map(struct anv_arena *a, int fd, size_t size)
+{
+	memset(a, 0, sizeof(*a));
+	a->fd = -1;
+	if (!size || (size & (ANV_PAGE_SIZE - 1))) {
+		errno = EINVAL;
+		return -1;
+	}
+	a->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (a->base == MAP_FAILED) {
+		a->base = NULL;
+		return -1;
+	}
+	a->fd = fd;
+	a->size = size;
+	return 0;
+}
+
 void anv_arena_close(struct anv_arena *a)
 {
 	if (a->base)
@@ -100,6 +118,10 @@ int64_t anv_arena_alloc(struct anv_arena *a, size_t size)
 
 	if (n == 0)
 		n = 1;
+	if (!a->bitmap) {
+		errno = ENOMEM; /* a mapping without an allocator (anv_arena_map) */
+		return -1;
+	}
 	first = find_run(a, a->hint, n);
 	if (first < 0)
 		first = find_run(a, ANV_ARENA_RESERVED >> ANV_PAGE_SHIFT, n);

@@ -5,6 +5,24 @@
 
 #include "aionvme/queue.h"
 
+static int cids_init(struct anv_qpair *qp)
+{
+	uint32_t depth = qp->depth;
+
+	qp->free_cids = calloc(depth, sizeof(uint16_t));
+	qp->cid_busy = calloc(depth, 1);
+	qp->cid_seq = calloc(depth, sizeof(uint64_t));
+	if (!qp->free_cids || !qp->cid_busy || !qp->cid_seq) {
+		errno = ENOMEM;
+		return -1;
+	}
+	/* CIDs 0 .. depth-2; pop order gives the lowest first. */
+	for (uint32_t i = 0; i < depth - 1; i++)
+		qp->free_cids[i] = (uint16_t)(depth - 2 - i);
+	qp->nfree = depth - 1;
+	return 0;
+}
+
 int anv_qpair_init(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena *arena,
 		   uint16_t qid, uint32_t depth, uint32_t dstrd)
 {
@@ -41,15 +59,8 @@ int anv_qpair_init(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena *
 	qp->prp_iova = (uint64_t)off;
 	qp->prp_list = anv_arena_ptr(arena, qp->prp_iova);
 
-	qp->free_cids = calloc(depth, sizeof(uint16_t));
-	qp->cid_busy = calloc(depth, 1);
-	qp->cid_seq = calloc(depth, sizeof(uint64_t));
-	if (!qp->free_cids || !qp->cid_busy || !qp->cid_seq)
+	if (cids_init(qp) < 0)
 		goto fail;
-	/* CIDs 0 .. depth-2; pop order gives the lowest first. */
-	for (uint32_t i = 0; i < depth - 1; i++)
-		qp->free_cids[i] = (uint16_t)(depth - 2 - i);
-	qp->nfree = depth - 1;
 
 	if (anv_cmdlog_init(&qp->log, depth * 2) < 0)
 		goto fail;
@@ -62,8 +73,46 @@ fail:
 	return -1;
 }
 
+int anv_qpair_attach(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena *arena,
+		     uint16_t qid, uint32_t depth, uint32_t dstrd, uint64_t sq_iova,
+		     uint64_t cq_iova, uint64_t prp_iova)
+{
+	memset(qp, 0, sizeof(*qp));
+	qp->sq_iova = qp->cq_iova = qp->prp_iova = (uint64_t)-1;
+	if (depth < 2 || depth > 65536 ||
+	    sq_iova + (uint64_t)depth * sizeof(struct anv_sqe) > arena->size ||
+	    cq_iova + (uint64_t)depth * sizeof(struct anv_cqe) > arena->size ||
+	    prp_iova + (uint64_t)depth * ANV_PAGE_SIZE > arena->size ||
+	    sq_iova < ANV_ARENA_RESERVED || cq_iova < ANV_ARENA_RESERVED ||
+	    prp_iova < ANV_ARENA_RESERVED) {
+		errno = EINVAL;
+		return -1;
+	}
+	qp->attached = 1;
+	qp->dev = dev;
+	qp->arena = arena;
+	qp->qid = qid;
+	qp->depth = depth;
+	qp->dstrd = dstrd;
+	qp->phase = 1; /* 4.6: the phase tag of a new CQ starts at 1 */
+	qp->sq_iova = sq_iova;
+	qp->sq = anv_arena_ptr(arena, sq_iova);
+	qp->cq_iova = cq_iova;
+	qp->cq = anv_arena_ptr(arena, cq_iova);
+	qp->prp_iova = prp_iova;
+	qp->prp_list = anv_arena_ptr(arena, prp_iova);
+	if (cids_init(qp) < 0) {
+		anv_qpair_fini(qp);
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
 void anv_qpair_fini(struct anv_qpair *qp)
 {
+	if (qp->attached)
+		qp->sq_iova = qp->cq_iova = qp->prp_iova = (uint64_t)-1;
 	if (qp->sq_iova != (uint64_t)-1 && qp->arena)
 		anv_arena_free(qp->arena, qp->sq_iova, (size_t)qp->depth * sizeof(struct anv_sqe));
 	if (qp->cq_iova != (uint64_t)-1 && qp->arena)

@@ -48,6 +48,7 @@ cdef extern from "aionvme/arena.h" nogil:
     void anv_arena_close(anv_arena *a)
     int64_t anv_arena_alloc(anv_arena *a, size_t size)
     void anv_arena_free(anv_arena *a, uint64_t off, size_t size)
+    int anv_arena_map(anv_arena *a, int fd, size_t size)
 
 
 cdef extern from "aionvme/cmdlog.h" nogil:
@@ -89,6 +90,8 @@ cdef extern from "aionvme/dev.h" nogil:
     int anv_qemu_open(anv_dev *dev, int sock, uint32_t devfn, const int *irq_fds, int nvec)
     void anv_qemu_set_mailbox(anv_dev *dev, uint32_t *mailbox)
     int anv_qemu_reconnect(anv_dev *dev, int sock)
+    int anv_sim_open_doorbells(anv_dev *dev, int bar_fd, int db_fd)
+    int anv_sim_doorbell_fds(anv_dev *dev, int *bar_fd, int *db_fd)
     enum:
         ANV_SIM_OP_CONTROL
 
@@ -98,8 +101,10 @@ cdef extern from "aionvme/queue.h" nogil:
         anv_dev *dev
         uint16_t qid
         uint32_t depth
+        uint32_t dstrd
         uint64_t sq_iova
         uint64_t cq_iova
+        uint64_t prp_iova
         uint32_t sq_tail
         uint32_t sq_head
         uint32_t cq_head
@@ -111,6 +116,9 @@ cdef extern from "aionvme/queue.h" nogil:
     int anv_qpair_init(anv_qpair *qp, anv_dev *dev, anv_arena *arena, uint16_t qid,
                        uint32_t depth, uint32_t dstrd)
     void anv_qpair_fini(anv_qpair *qp)
+    int anv_qpair_attach(anv_qpair *qp, anv_dev *dev, anv_arena *arena, uint16_t qid,
+                         uint32_t depth, uint32_t dstrd, uint64_t sq_iova, uint64_t cq_iova,
+                         uint64_t prp_iova)
     int anv_qpair_cid_alloc(anv_qpair *qp)
     void anv_qpair_cid_put(anv_qpair *qp, uint16_t cid)
     int anv_qpair_build_prp(anv_qpair *qp, uint16_t cid, uint64_t iova, uint64_t len,

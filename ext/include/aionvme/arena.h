@@ -35,6 +35,17 @@ struct anv_arena {
 int anv_arena_open(struct anv_arena *a, size_t size);
 
 /**
+ * anv_arena_map() - map an arena another process created (a worker)
+ * @fd: its memfd (ownership taken); @size: its size
+ *
+ * The mapping has no allocator: anv_arena_alloc() fails with ENOMEM, so
+ * only the owner carves the arena.
+ *
+ * Return: 0 on success, -1 with errno set.
+ */
+int anv_arena_map(struct anv_arena *a, int fd, size_t size);
+
+/**
  * anv_arena_close() - unmap and close; every allocation becomes invalid
  */
 void anv_arena_close(struct anv_arena *a);

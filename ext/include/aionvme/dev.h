@@ -75,6 +75,25 @@ int anv_sim_open(struct anv_dev *dev, int sock, int bar_fd, int db_fd,
 		 const int *irq_fds, int nvec);
 
 /**
+ * anv_sim_open_doorbells() - the doorbell path alone, for a worker process
+ * @bar_fd/@db_fd: the shared BAR page and the doorbell eventfd of a device
+ *                 the parent opened (ownership taken)
+ *
+ * Only @doorbell works; every other op fails with EIO.
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_sim_open_doorbells(struct anv_dev *dev, int bar_fd, int db_fd);
+
+/**
+ * anv_sim_doorbell_fds() - the fds a worker needs for anv_sim_open_doorbells()
+ *
+ * The fds stay owned by @dev.  Return: 0, or -1 with errno EOPNOTSUPP when
+ * @dev is not a simulator.
+ */
+int anv_sim_doorbell_fds(struct anv_dev *dev, int *bar_fd, int *db_fd);
+
+/**
  * anv_sim_call() - a request to the simulator's control plane
  * @op: ANV_SIM_OP_*
  * @payload/@plen: request payload (JSON for ANV_SIM_OP_CONTROL)

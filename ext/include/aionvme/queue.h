@@ -29,6 +29,7 @@ struct anv_qpair {
 	uint16_t qid;
 	uint32_t depth;
 	uint32_t dstrd;
+	uint8_t attached; /* rings belong to another process (anv_qpair_attach) */
 
 	struct anv_sqe *sq;
 	uint64_t sq_iova;
@@ -69,6 +70,22 @@ static inline uint32_t anv_cq_db_off(uint16_t qid, uint32_t dstrd)
 int anv_qpair_init(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena *arena,
 		   uint16_t qid, uint32_t depth, uint32_t dstrd);
 void anv_qpair_fini(struct anv_qpair *qp);
+
+/**
+ * anv_qpair_attach() - use rings that another process allocated
+ * @arena: a mapping of the same arena (anv_arena_map())
+ * @sq_iova/@cq_iova: the rings of a queue pair already created on the
+ *                    controller, empty (tail, head 0; phase 1)
+ * @prp_iova: depth pages for the PRP lists, one per CID
+ *
+ * Only the CID table is allocated here; anv_qpair_fini() leaves the rings
+ * in the arena to their owner.
+ *
+ * Return: 0, or -1 with errno set (EINVAL: a ring is outside the arena).
+ */
+int anv_qpair_attach(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena *arena,
+		     uint16_t qid, uint32_t depth, uint32_t dstrd, uint64_t sq_iova,
+		     uint64_t cq_iova, uint64_t prp_iova);
 
 /**
  * anv_qpair_cid_alloc() - take a free CID
@@ -149,6 +166,22 @@ void anv_qpair_reset_rings(struct anv_qpair *qp);
 
 /* Free every outstanding CID: the queue is gone on the device. */
 void anv_qpair_drop_all(struct anv_qpair *qp);
+
+/**
+ * anv_qpair_sq_slot() - the SQE at the tail, to be filled in place and then
+ * published with anv_qpair_sq_push() (the caller owns a CID for it)
+ */
+static inline struct anv_sqe *anv_qpair_sq_slot(struct anv_qpair *qp)
+{
+	return &qp->sq[qp->sq_tail];
+}
+
+/* Advance the SQ tail over the filled slot; the doorbell comes with anv_qpair_ring(). */
+static inline void anv_qpair_sq_push(struct anv_qpair *qp)
+{
+	if (++qp->sq_tail == qp->depth)
+		qp->sq_tail = 0;
+}
 
 static inline int anv_qpair_outstanding(const struct anv_qpair *qp)
 {

@@ -18,6 +18,7 @@
 #define SIM_MAX_FAULTS 32
 #define SIM_MAX_DELAYED 4096
 #define SIM_JOURNAL_MAX (4096u)  /* write-cache undo records */
+#define SIM_JOURNAL_BYTES (64u << 20) /* their old data: one slab, reused after each flush */
 
 struct sim_sq {
 	uint8_t valid;
@@ -88,7 +89,7 @@ struct sim_journal_rec {
 	uint32_t nsid;
 	uint64_t off;   /* byte offset in media */
 	uint32_t len;
-	uint8_t *old;   /* previous contents */
+	uint8_t *old;   /* previous contents, in the journal slab */
 };
 
 struct sim_ctrl {
@@ -124,6 +125,8 @@ struct sim_ctrl {
 	uint16_t io_block_status; /* non-zero: every IO command completes with it (sanitize) */
 	struct sim_journal_rec *journal;
 	uint32_t njournal;
+	uint8_t *journal_slab; /* SIM_JOURNAL_BYTES; no allocation per cached write */
+	uint64_t journal_used;
 
 	uint8_t *scratch;
 	uint64_t scratch_size;

@@ -100,11 +100,15 @@ int sim_ctrl_init(struct sim_ctrl *c, uint8_t *bar, uint8_t *arena, uint64_t are
 	c->scratch = malloc(c->scratch_size);
 	c->delayed = calloc(SIM_MAX_DELAYED, sizeof(*c->delayed));
 	c->journal = calloc(SIM_JOURNAL_MAX, sizeof(*c->journal));
+	c->journal_slab = mmap(NULL, SIM_JOURNAL_BYTES, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c->journal_slab == MAP_FAILED)
+		c->journal_slab = NULL;
 	for (int i = 0; i < ANV_MSIX_MAX_VECTORS; i++)
 		c->irq_fd[i] = -1;
 	for (int i = 0; i <= SIM_MAX_NS; i++)
 		c->ns[i].media_fd = -1;
-	if (!c->scratch || !c->delayed || !c->journal) {
+	if (!c->scratch || !c->delayed || !c->journal || !c->journal_slab) {
 		sim_ctrl_fini(c);
 		errno = ENOMEM;
 		return -1;
@@ -120,6 +124,9 @@ void sim_ctrl_fini(struct sim_ctrl *c)
 	free(c->scratch);
 	free(c->delayed);
 	free(c->journal);
+	if (c->journal_slab)
+		munmap(c->journal_slab, SIM_JOURNAL_BYTES);
+	c->journal_slab = NULL;
 	c->scratch = NULL;
 	c->delayed = NULL;
 	c->journal = NULL;

@@ -157,33 +157,34 @@ int sim_ns_format(struct sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int era
 	return 0;
 }
 
-/* Volatile write cache: remember what a cached write replaces. */
+/*
+ * Volatile write cache: remember what a cached write replaces.  The old data
+ * goes to one slab that a flush empties, so a cached write allocates nothing
+ * (a malloc per write, and fresh zeroed pages after each flush, cost more
+ * than the write itself).
+ */
 static void journal_add(struct sim_ctrl *c, uint32_t nsid, uint64_t off, uint64_t len)
 {
 	struct sim_journal_rec *r;
 
-	if (c->njournal == SIM_JOURNAL_MAX)
+	if (len > SIM_JOURNAL_BYTES)
+		return; /* never: MDTS and the write zeroes limit keep writes far smaller */
+	if (c->njournal == SIM_JOURNAL_MAX || len > SIM_JOURNAL_BYTES - c->journal_used)
 		sim_flush(c); /* the cache is full: it destages */
 	r = &c->journal[c->njournal];
-	r->old = malloc(len);
-	if (!r->old) {
-		sim_flush(c);
-		return;
-	}
+	r->old = c->journal_slab + c->journal_used;
 	memcpy(r->old, c->ns[nsid].media + off, len);
 	r->nsid = nsid;
 	r->off = off;
 	r->len = (uint32_t)len;
+	c->journal_used += len;
 	c->njournal++;
 }
 
 void sim_flush(struct sim_ctrl *c)
 {
-	if (!c->journal)
-		return;
-	for (uint32_t i = 0; i < c->njournal; i++)
-		free(c->journal[i].old);
 	c->njournal = 0;
+	c->journal_used = 0;
 }
 
 void sim_power_loss(struct sim_ctrl *c)
@@ -194,8 +195,8 @@ void sim_power_loss(struct sim_ctrl *c)
 
 		if (r->nsid && c->ns[r->nsid].valid)
 			memcpy(c->ns[r->nsid].media + r->off, r->old, r->len);
-		free(r->old);
 	}
+	c->journal_used = 0;
 	sim_queues_reset(c);
 }
 

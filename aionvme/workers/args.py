@@ -1,0 +1,180 @@
+"""Validation of ``Namespace.ioworker`` arguments, before any process starts.
+
+Every check raises ``InterfaceError`` naming the argument and its limit.
+The result, ``IOWorkerArgs``, becomes the JSON a worker process is given.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from aionvme.exceptions import InterfaceError
+
+if TYPE_CHECKING:
+    from aionvme.namespace import Namespace
+
+MAX_TIME_S = 24 * 3600        # the seed: "each ioworker can run up to 24 hours"
+MIX_STEPS = 1000              # op mix resolution (ANV_IOW_MIX): 0.1 %
+DEFAULT_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
+
+# enum anv_iow_op: slot of each operation in the worker's counters and mix table.
+OPS = ("read", "write", "flush", "write_zeroes", "deallocate", "compare", "verify")
+# NVM Command Set opcodes (3) accepted as op_percentage keys, with their names.
+OPCODES = {0x02: "read", 0x01: "write", 0x00: "flush", 0x08: "write_zeroes",
+           0x09: "deallocate", 0x05: "compare", 0x0C: "verify"}
+PATTERNS = ("zeroes", "ones", "random")
+
+
+@dataclasses.dataclass
+class IOWorkerArgs:
+    """Checked arguments of one ioworker (LBAs in the namespace's LBA size)."""
+    io_size: int
+    lba_align: int
+    lba_random: bool
+    lba_step: int
+    mix: dict[str, float]
+    time: float
+    qdepth: int
+    region_start: int
+    region_end: int
+    iops: int
+    io_count: int
+    lba_start: int
+    qprio: int
+    pattern: Any
+    interval: float
+    check: bool
+    percentiles: tuple[float, ...]
+    output_io_per_second: list[int] | None = None
+    output_percentile_latency: dict[float, float] | None = None
+
+    def mix_table(self) -> bytes:
+        """MIX_STEPS op slots drawn uniformly per command: the mix in 0.1 % steps."""
+        table = bytearray()
+        for name, pct in self.mix.items():
+            table += bytes([OPS.index(name)]) * round(pct * MIX_STEPS / 100)
+        if not table:
+            raise InterfaceError("the op mix is empty")
+        # Rounding may leave the table a step short or long: the largest share absorbs it.
+        big = OPS.index(max(self.mix, key=lambda k: self.mix[k]))
+        while len(table) < MIX_STEPS:
+            table.append(big)
+        return bytes(table[:MIX_STEPS])
+
+    @property
+    def unlimited(self) -> bool:
+        return not self.time and not self.io_count
+
+
+def _int(name: str, value: Any, lo: int, hi: int | None = None, why: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InterfaceError(f"{name} must be an int, not {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        limit = f"{lo}..{hi}" if hi is not None else f"at least {lo}"
+        raise InterfaceError(f"{name} {value} is outside {limit}{why}")
+    return value
+
+
+def _mix(read_percentage: Any, op_percentage: Any) -> dict[str, float]:
+    if op_percentage is None:
+        rp = _int("read_percentage", read_percentage, 0, 100)
+        return {k: v for k, v in (("read", float(rp)), ("write", float(100 - rp))) if v}
+    if not isinstance(op_percentage, dict) or not op_percentage:
+        raise InterfaceError("op_percentage must be a non-empty dict of opcode -> percent")
+    mix: dict[str, float] = {}
+    for key, pct in op_percentage.items():
+        name = OPCODES.get(key) if isinstance(key, int) else key
+        if name not in OPS:
+            raise InterfaceError(
+                f"op_percentage key {key!r} is not one of the opcodes "
+                f"{', '.join(f'{k:#04x} ({v})' for k, v in OPCODES.items())}")
+        if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct <= 100:
+            raise InterfaceError(f"op_percentage[{key!r}] {pct!r} is outside 0..100")
+        mix[name] = mix.get(name, 0.0) + float(pct)
+    total = sum(mix.values())
+    if abs(total - 100) > 1e-6:
+        raise InterfaceError(f"op_percentage sums to {total:g}, not 100")
+    return {k: v for k, v in mix.items() if v}
+
+
+def _pattern(pattern: Any) -> Any:
+    if isinstance(pattern, bool):
+        raise InterfaceError("pattern must be an int dword, bytes, or one of " + ", ".join(PATTERNS))
+    if isinstance(pattern, int):
+        return _int("pattern", pattern, 0, 0xFFFFFFFF, " (a dword repeated)")
+    if isinstance(pattern, (bytes, bytearray)):
+        if not pattern:
+            raise InterfaceError("pattern bytes must not be empty")
+        return bytes(pattern)
+    if pattern in PATTERNS:
+        return pattern
+    raise InterfaceError(f"pattern {pattern!r} is not an int dword, bytes, or one of "
+                         + ", ".join(PATTERNS))
+
+
+def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_random: Any = True,
+               read_percentage: Any = 100, time: Any = 0, qdepth: Any = 64,
+               region_start: Any = 0, region_end: Any = None, iops: Any = 0,
+               io_count: Any = 0, lba_start: Any = 0, qprio: Any = 0,
+               output_io_per_second: Any = None, output_percentile_latency: Any = None, *,
+               lba_step: Any = None, op_percentage: Any = None, pattern: Any = 0,
+               interval: Any = 1.0, check: bool = True) -> IOWorkerArgs:
+    """Check every argument against the namespace and its controller."""
+    nvme = ns.nvme
+    if nvme._device is None:
+        raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
+    if not ns.nsze:
+        raise InterfaceError("the namespace is not open: await aionvme.Namespace(nvme0, nsid) first")
+    mqes = nvme.cap & 0xFFFF  # CAP.MQES is 0's based: the queue has MQES + 1 entries
+    qdepth = _int("qdepth", qdepth, 1, mqes, f" (CAP.MQES: the queue needs qdepth + 1 entries)")
+    max_io = min(nvme.mdts // ns.lba_size, 0x10000)
+    io_size = _int("io_size", io_size, 1, max_io,
+                   f" (MDTS {nvme.mdts} bytes / LBA size {ns.lba_size})")
+    lba_align = io_size if lba_align is None else _int("lba_align", lba_align, 1, 0xFFFFFFFF)
+    if not isinstance(lba_random, (bool, int)):
+        raise InterfaceError(f"lba_random must be a bool, not {type(lba_random).__name__}")
+    step_default = -(-io_size // lba_align) * lba_align
+    if lba_step is None:
+        lba_step = step_default
+    else:
+        _int("lba_step", lba_step, -ns.nsze, ns.nsze)
+        if lba_random:
+            raise InterfaceError("lba_step applies to sequential IO: pass lba_random=False")
+    mix = _mix(read_percentage, op_percentage)
+    if isinstance(time, bool) or not isinstance(time, (int, float)) or not 0 <= time <= MAX_TIME_S:
+        raise InterfaceError(f"time {time!r} is outside 0..{MAX_TIME_S} seconds (0: no limit)")
+    io_count = _int("io_count", io_count, 0, None, " (0: no limit)")
+    iops = _int("iops", iops, 0, None, " (0: no limit)")
+    qprio = _int("qprio", qprio, 0, 3, " (SQ priority, 5.5 QPRIO)")
+    region_start = _int("region_start", region_start, 0, ns.nsze - 1, f" (NSZE {ns.nsze})")
+    if region_end is None:
+        region_end = ns.nsze
+    region_end = min(_int("region_end", region_end, 1, None), ns.nsze)
+    first = -(-region_start // lba_align) * lba_align
+    if first + io_size > region_end:
+        raise InterfaceError(
+            f"the region [{region_start}, {region_end}) is empty: no IO of io_size {io_size} "
+            f"aligned to lba_align {lba_align} fits in it")
+    lba_start = _int("lba_start", lba_start, 0, None, " (0: start at region_start)")
+    if lba_start and not region_start <= lba_start <= region_end - io_size:
+        raise InterfaceError(f"lba_start {lba_start} is outside the region "
+                             f"[{region_start}, {region_end - io_size}] where an IO fits")
+    if output_io_per_second is not None and not isinstance(output_io_per_second, list):
+        raise InterfaceError("output_io_per_second must be a list (it is filled in) or None")
+    percentiles = DEFAULT_PERCENTILES
+    if output_percentile_latency is not None:
+        if not isinstance(output_percentile_latency, dict):
+            raise InterfaceError("output_percentile_latency must be a dict of percent -> None")
+        for k in output_percentile_latency:
+            if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 100:
+                raise InterfaceError(f"output_percentile_latency key {k!r} is outside (0, 100]")
+        percentiles = tuple(sorted(set(percentiles) | {float(k) for k in output_percentile_latency}))
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.01 <= interval <= 3600:
+        raise InterfaceError(f"interval {interval!r} is outside 0.01..3600 seconds")
+    return IOWorkerArgs(
+        io_size=io_size, lba_align=lba_align, lba_random=bool(lba_random), lba_step=lba_step,
+        mix=mix, time=float(time), qdepth=qdepth, region_start=region_start,
+        region_end=region_end, iops=iops, io_count=io_count, lba_start=lba_start, qprio=qprio,
+        pattern=_pattern(pattern), interval=float(interval), check=bool(check),
+        percentiles=percentiles, output_io_per_second=output_io_per_second,
+        output_percentile_latency=output_percentile_latency)

@@ -1,0 +1,280 @@
+"""The parent side of one ioworker: its queue pair, buffers and statistics
+block, the worker process, and what is left when it ends."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from aionvme import _core
+from aionvme.exceptions import (InterfaceError, IOWorkerCommandError, IOWorkerDied,
+                                IOWorkerError, IOWorkerTimeout, command_error)
+from aionvme.settings import SETTINGS
+from aionvme.workers.args import IOWorkerArgs
+from aionvme.workers.stats import IOWorkerResult, Snapshot, result, snapshot
+
+if TYPE_CHECKING:
+    from aionvme.namespace import Namespace
+    from aionvme.qpair import Qpair
+
+STDERR_TAIL = 2000     # bytes of a dead worker's stderr put in the exception
+GRACE_S = 5.0          # beyond its own command timeout, how long a stopping worker may take
+
+
+def _fill(buf: Any, pattern: Any) -> None:
+    """Write data of every write command (the buffers are reused as they are)."""
+    size = len(buf)
+    if pattern == "random":
+        buf[0:size] = os.urandom(size)
+        return
+    if pattern == "ones":
+        unit = b"\xff"
+    elif pattern == "zeroes":
+        unit = b"\0"
+    elif isinstance(pattern, int):
+        unit = pattern.to_bytes(4, "little")
+    else:
+        unit = pattern
+    buf[0:size] = (unit * (size // len(unit) + 1))[:size]
+
+
+class IOWorker:
+    """An IO engine in its own process, on its own I/O queue pair
+    (seed: the ioworker).  Made by ``Namespace.ioworker(...)``.
+
+    Example:
+        >>> async with nvme0n1.ioworker(io_size=8, qdepth=64, time=10) as w:
+        ...     async for s in w.stats():           # once a second
+        ...         print(f"{s.iops:.0f} IOPS, p99 {s.latency_p99_us} us")
+        >>> w.result.iops
+        >>> r = await nvme0n1.ioworker(io_size=8, io_count=10000)   # run to the end
+    """
+
+    __slots__ = ("ns", "args", "result", "_qpair", "_bufs", "_stats", "_proc", "_task",
+                 "_error", "_killer", "_stderr")
+
+    def __init__(self, ns: "Namespace", args: IOWorkerArgs) -> None:
+        self.ns = ns
+        self.args = args
+        self.result: IOWorkerResult | None = None
+        self._qpair: "Qpair | None" = None
+        self._bufs: tuple[Any, ...] = ()
+        self._stats: Any = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: "asyncio.Task[None] | None" = None
+        self._error: BaseException | None = None
+        self._killer: asyncio.TimerHandle | None = None
+        self._stderr = b""
+
+    # -- running it ---------------------------------------------------------------
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self._run_to_end().__await__()
+
+    async def _run_to_end(self) -> IOWorkerResult:
+        if self.args.unlimited:
+            raise InterfaceError("time and io_count are both 0: the worker would never end; "
+                                 "give one, or use 'async with' and w.cancel()")
+        await self.start()
+        return await self.wait()
+
+    async def __aenter__(self) -> "IOWorker":
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.cancel()
+            try:
+                await self.wait()
+            except Exception:
+                pass  # the block's own exception is the one to see
+            return
+        await self.wait()
+
+    async def start(self) -> "IOWorker":
+        """Create the queue pair, the buffers and the statistics block; spawn the worker."""
+        if self._task is not None:
+            raise InterfaceError("the ioworker was started already")
+        from aionvme.qpair import Qpair
+
+        ns, a = self.ns, self.args
+        nvme = ns.nvme
+        bar_fd, db_fd = nvme._live_device().doorbell_fds()
+        arena = _core.arena()
+        # A polled queue (5.4: IEN 0) the worker reaps itself; qdepth commands fit in qdepth + 1.
+        qp = Qpair(nvme, a.qdepth + 1, a.qprio, ien=False, reap=False)
+        await qp
+        self._qpair = qp
+        try:
+            data = _core.Buffer(a.qdepth * a.io_size * ns.lba_size, "ioworker data")
+            _fill(data, a.pattern)
+            aux = _core.Buffer(a.qdepth * 16, "ioworker dsm ranges")
+            self._bufs = (data, aux)
+            self._stats = _core.IOWorkerStats()
+            core = qp._core
+            dbbuf = nvme._dbbuf
+            spec = {
+                "backend": "sim", "parent_pid": os.getpid(), "arena_size": arena.size,
+                "fds": {"arena": arena.fd, "bar": bar_fd, "db": db_fd, "stats": self._stats.fd},
+                "queue": {"qid": qp.qid, "depth": qp.depth, "dstrd": nvme.dstrd,
+                          "sq_iova": core.sq_iova, "cq_iova": core.cq_iova,
+                          "prp_iova": core.prp_iova,
+                          "dbs_iova": dbbuf[0].iova if dbbuf else None,
+                          "eis_iova": dbbuf[1].iova if dbbuf else None},
+                "nsid": ns.nsid, "lba_size": ns.lba_size, "io_size": a.io_size,
+                "lba_align": a.lba_align, "lba_step": a.lba_step, "lba_random": int(a.lba_random),
+                "region_start": a.region_start, "region_end": a.region_end,
+                "lba_start": a.lba_start, "qdepth": a.qdepth, "time_ns": int(a.time * 1e9),
+                "io_count": a.io_count, "iops": a.iops,
+                "timeout_ns": int(SETTINGS.timeout * 1e9), "mix": a.mix_table().hex(),
+                "data_iova": data.iova, "aux_iova": aux.iova,
+            }
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "aionvme.workers", json.dumps(spec),
+                pass_fds=(arena.fd, bar_fd, db_fd, self._stats.fd),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except BaseException:
+            await self._release()
+            raise
+        loop = asyncio.get_running_loop()
+        if a.time:
+            # A worker that outlives its time limit by its command timeout and more is stuck.
+            self._killer = loop.call_later(a.time + SETTINGS.timeout + GRACE_S, self._kill)
+        self._task = loop.create_task(self._supervise())
+        return self
+
+    def cancel(self) -> None:
+        """Stop early: the worker submits no more commands and drains the rest."""
+        if self._stats is None or self._task is None or self._task.done():
+            return
+        self._stats.stop()
+        if self._killer is not None:
+            self._killer.cancel()
+        self._killer = asyncio.get_running_loop().call_later(SETTINGS.timeout + GRACE_S, self._kill)
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            try:
+                self._proc.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    async def wait(self) -> IOWorkerResult:
+        """Wait for the end; raise what stopped the worker, if anything did.
+
+        Cancelling the waiting task kills the worker (and still deletes its queue).
+        """
+        if self._task is None:
+            raise InterfaceError("the ioworker was not started")
+        try:
+            await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            self._kill()
+            await self._task
+            raise
+        if self._error is not None and (self.args.check or isinstance(self._error, IOWorkerDied)):
+            raise self._error
+        assert self.result is not None
+        return self.result
+
+    async def _supervise(self) -> None:
+        """Wait for the process; then delete the queue and build the result. Never raises."""
+        proc = self._proc
+        assert proc is not None and proc.stderr is not None
+        try:
+            self._stderr = await proc.stderr.read()
+            rc = await proc.wait()
+        except BaseException:
+            self._kill()
+            rc = await proc.wait()
+        if self._killer is not None:
+            self._killer.cancel()
+        try:
+            await self._release()
+        except Exception as e:  # the queue could not be deleted: say so, after the rest
+            self._error = e
+        stats = self._stats
+        done = stats is not None and stats.done
+        res = result(stats, self.args.percentiles) if stats is not None and stats.started else None
+        self.result = res
+        if res is not None:
+            self._outputs(res)
+        if rc != 0 or not done:
+            tail = self._stderr[-STDERR_TAIL:].decode(errors="replace").strip()
+            how = (f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}")
+            self._error = IOWorkerDied(
+                f"the ioworker process {proc.pid} {how} before it finished"
+                + (f": {tail}" if tail else ""), returncode=rc, result=res)
+        elif res is not None and self._error is None:
+            self._error = _error_of(res)
+
+    def _outputs(self, res: IOWorkerResult) -> None:
+        a = self.args
+        if a.output_io_per_second is not None:
+            a.output_io_per_second[:] = res.io_per_second
+        if a.output_percentile_latency is not None:
+            # The seed gives these in milliseconds.
+            for k in list(a.output_percentile_latency):
+                a.output_percentile_latency[k] = res.latency_percentiles_us[float(k)] / 1000
+
+    async def _release(self) -> None:
+        qp, self._qpair = self._qpair, None
+        self._bufs = ()
+        if qp is not None:
+            await qp.delete()
+
+    # -- observing it ---------------------------------------------------------------
+    async def stats(self, interval: float | None = None) -> AsyncIterator[Snapshot]:
+        """A Snapshot every ``interval`` seconds (default: the ioworker's ``interval``),
+        the last one when the worker ends."""
+        if self._task is None:
+            raise InterfaceError("the ioworker was not started: use 'async with ns.ioworker(...)'")
+        iv = self.args.interval if interval is None else interval
+        if not iv > 0:
+            raise InterfaceError(f"interval {iv!r} must be above 0 seconds")
+        prev = None
+        while True:
+            await asyncio.wait({self._task}, timeout=iv)
+            if self._stats.started:
+                snap, prev = snapshot(self._stats, prev)
+                yield snap
+            if self._task.done():
+                return
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def qid(self) -> int | None:
+        return self._qpair.qid if self._qpair is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("done" if self._task else "not started")
+        return f"<IOWorker pid={self.pid} qid={self.qid} {state}>"
+
+
+def _error_of(res: IOWorkerResult) -> IOWorkerError | None:
+    """The exception for how a finished worker stopped, or None."""
+    fe = res.first_error
+    if res.reason == "timeout":
+        return IOWorkerTimeout(f"an ioworker command got no completion within "
+                               f"{SETTINGS.timeout} s", result=res)
+    if res.reason == "device":
+        return IOWorkerError("the ioworker lost the device (a doorbell write failed)", result=res)
+    if fe is None:
+        return None
+    cpl = fe["completion"]
+    if fe["kind"] == "verify":
+        return IOWorkerError(f"data read from LBA {fe['lba']} failed verification", result=res)
+    base = command_error(cpl, fe["opcode"], False)
+    return IOWorkerCommandError(f"ioworker stopped: {base} at LBA {fe['lba']}", cpl, fe["opcode"],
+                                lba=fe["lba"], result=res)

@@ -1,0 +1,80 @@
+# C declarations of the IO engine (ext/include/aionvme/ioworker.h, hist.h).
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from aionvme.includes.nvme cimport anv_cqe, anv_qpair
+
+
+cdef extern from "aionvme/hist.h" nogil:
+    enum:
+        ANV_HIST_BUCKETS
+    struct anv_hist:
+        uint64_t total
+        uint64_t counts[1]
+    void anv_hist_percentiles(const anv_hist *h, const double *pct, int n, uint64_t *out)
+    uint64_t anv_hist_value(uint32_t idx)
+
+
+cdef extern from "aionvme/ioworker.h" nogil:
+    enum:
+        ANV_IOW_MAGIC
+        ANV_IOW_SECONDS
+        ANV_IOW_MIX
+        ANV_IOW_NOPS
+        ANV_IOW_DONE
+        ANV_IOW_RUNNING
+
+    struct anv_iow_stats:
+        uint32_t magic
+        uint32_t stop
+        uint32_t state
+        uint32_t reason
+        uint64_t start_ns
+        uint64_t end_ns
+        uint64_t now_ns
+        uint64_t submitted
+        uint64_t ios[7]
+        uint64_t bytes
+        uint64_t errors
+        anv_cqe first_error
+        uint64_t first_error_lba
+        uint32_t first_error_opcode
+        uint32_t first_error_kind
+        uint64_t lat_min_ns
+        uint64_t lat_max_ns
+        uint64_t lat_sum_ns
+        uint64_t seconds
+        uint64_t per_second[1]
+        anv_hist hist
+
+    struct anv_iow_cfg:
+        uint32_t nsid
+        uint32_t lba_size
+        uint32_t io_size
+        uint32_t lba_align
+        int64_t lba_step
+        int lba_random
+        uint64_t region_start
+        uint64_t region_end
+        uint64_t lba_start
+        uint32_t qdepth
+        uint64_t time_ns
+        uint64_t io_count
+        uint64_t iops
+        uint64_t timeout_ns
+        uint8_t mix[1000]
+        uint64_t data_iova
+        uint8_t *data
+        uint64_t aux_iova
+        uint8_t *aux
+        uint64_t seed
+        void *verify_ctx
+
+    int anv_ioworker_run(const anv_iow_cfg *cfg, anv_qpair *qp, anv_iow_stats *st)
+
+
+cdef extern from *:
+    """
+    #define __anv_store_u32(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+    #define __anv_load_u32(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    """
+    void __anv_store_u32(uint32_t *p, uint32_t v) nogil
+    uint32_t __anv_load_u32(uint32_t *p) nogil

@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ioworker.c - the worker's IO loop: submit up to qdepth commands, ring the
+ * SQ doorbell once per batch, reap CQEs in batches (one CQ head doorbell per
+ * batch), and account each completion in the shared statistics block.  No
+ * allocation and no system call per IO: one clock read per loop turn.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aionvme/ioworker.h"
+
+#define REAP_BATCH 64
+
+struct iow {
+	const struct anv_iow_cfg *cfg;
+	struct anv_qpair *qp;
+	struct anv_iow_stats *st;
+	uint64_t rng;
+	uint64_t lo, nslots;   /* aligned start LBAs: lo + i * lba_align, i < nslots */
+	uint64_t hi;           /* the highest start LBA */
+	uint64_t next_lba;     /* sequential */
+	uint32_t io_bytes;
+	int single_op;         /* -1: draw from the mix */
+	uint64_t *sub_ns;      /* per CID: submission time */
+	uint64_t *lba;         /* per CID: start LBA */
+	uint8_t *op;           /* per CID: enum anv_iow_op */
+	uint64_t *prp1, *prp2; /* per CID: the data pointer of its buffer */
+	uint64_t submitted;
+	uint32_t reason;
+};
+
+static const uint8_t op_opcode[ANV_IOW_NOPS] = {
+	[ANV_IOW_READ] = ANV_NVM_READ,
+	[ANV_IOW_WRITE] = ANV_NVM_WRITE,
+	[ANV_IOW_FLUSH] = ANV_NVM_FLUSH,
+	[ANV_IOW_WRITE_ZEROES] = ANV_NVM_WRITE_ZEROES,
+	[ANV_IOW_DEALLOCATE] = ANV_NVM_DSM,
+	[ANV_IOW_COMPARE] = ANV_NVM_COMPARE,
+	[ANV_IOW_VERIFY] = ANV_NVM_VERIFY,
+};
+
+static inline uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* xorshift64*: fast, and plenty for spreading LBAs. */
+static inline uint64_t rnd(struct iow *w)
+{
+	w->rng ^= w->rng >> 12;
+	w->rng ^= w->rng << 25;
+	w->rng ^= w->rng >> 27;
+	return w->rng * 0x2545f4914f6cdd1dull;
+}
+
+/* Uniform in [0, n) without a division (Lemire). */
+static inline uint64_t rnd_below(struct iow *w, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)rnd(w) * n) >> 64);
+}
+
+static inline void put64(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+int anv_ioworker_check(const struct anv_iow_cfg *c, const struct anv_qpair *qp)
+{
+	uint64_t first;
+
+	if (!c->io_size || c->io_size > 0x10000 || !c->lba_align || !c->lba_size ||
+	    !c->qdepth || c->qdepth > qp->depth - 1 || c->region_end <= c->region_start ||
+	    !c->data || !c->aux)
+		goto invalid;
+	first = (c->region_start + c->lba_align - 1) / c->lba_align * c->lba_align;
+	if (first + c->io_size > c->region_end)
+		goto invalid; /* no aligned IO fits in the region */
+	if (c->lba_start && (c->lba_start < c->region_start ||
+			     c->lba_start + c->io_size > c->region_end))
+		goto invalid;
+	for (uint32_t i = 0; i < ANV_IOW_MIX; i++)
+		if (c->mix[i] >= ANV_IOW_NOPS)
+			goto invalid;
+	return 0;
+invalid:
+	errno = EINVAL;
+	return -1;
+}
+
+static int iow_init(struct iow *w, const struct anv_iow_cfg *c, struct anv_qpair *qp,
+		    struct anv_iow_stats *st)
+{
+	uint32_t ncid = qp->depth;
+
+	memset(w, 0, sizeof(*w));
+	w->cfg = c;
+	w->qp = qp;
+	w->st = st;
+	w->rng = c->seed ? c->seed : (mono_ns() ^ 0x9e3779b97f4a7c15ull);
+	if (!w->rng)
+		w->rng = 1;
+	w->io_bytes = c->io_size * c->lba_size;
+	w->lo = (c->region_start + c->lba_align - 1) / c->lba_align * c->lba_align;
+	w->nslots = (c->region_end - c->io_size - w->lo) / c->lba_align + 1;
+	w->hi = w->lo + (w->nslots - 1) * c->lba_align;
+	w->next_lba = c->lba_start ? c->lba_start : w->lo;
+	w->single_op = c->mix[0];
+	for (uint32_t i = 1; i < ANV_IOW_MIX; i++)
+		if (c->mix[i] != c->mix[0])
+			w->single_op = -1;
+	w->sub_ns = calloc(ncid, sizeof(uint64_t));
+	w->lba = calloc(ncid, sizeof(uint64_t));
+	w->op = calloc(ncid, 1);
+	w->prp1 = calloc(ncid, sizeof(uint64_t));
+	w->prp2 = calloc(ncid, sizeof(uint64_t));
+	if (!w->sub_ns || !w->lba || !w->op || !w->prp1 || !w->prp2)
+		return -1;
+	/* Each CID owns one data buffer: its PRPs (and PRP list) are built once. */
+	for (uint32_t cid = 0; cid < c->qdepth; cid++) {
+		if (anv_qpair_build_prp(qp, (uint16_t)cid, c->data_iova + (uint64_t)cid * w->io_bytes,
+					w->io_bytes, &w->prp1[cid], &w->prp2[cid]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void iow_fini(struct iow *w)
+{
+	free(w->sub_ns);
+	free(w->lba);
+	free(w->op);
+	free(w->prp1);
+	free(w->prp2);
+}
+
+static inline uint64_t next_lba(struct iow *w)
+{
+	const struct anv_iow_cfg *c = w->cfg;
+	uint64_t lba;
+
+	if (c->lba_random)
+		return w->lo + rnd_below(w, w->nslots) * c->lba_align;
+	lba = w->next_lba;
+	/* Sequential: step, and wrap inside the region (a negative step wraps to the top). */
+	if (c->lba_step >= 0) {
+		w->next_lba = lba + (uint64_t)c->lba_step;
+		if (w->next_lba > w->hi || w->next_lba < w->lo)
+			w->next_lba = w->lo;
+	} else {
+		uint64_t back = (uint64_t)(-c->lba_step);
+
+		w->next_lba = lba >= w->lo + back ? lba - back : w->hi;
+	}
+	return lba;
+}
+
+/* Fill the SQE at the SQ tail for one command of @cid. */
+static inline void build(struct iow *w, uint16_t cid, uint64_t now)
+{
+	const struct anv_iow_cfg *c = w->cfg;
+	struct anv_sqe *sqe = anv_qpair_sq_slot(w->qp);
+	int op = w->single_op >= 0 ? w->single_op : c->mix[rnd_below(w, ANV_IOW_MIX)];
+	uint64_t lba = op == ANV_IOW_FLUSH ? 0 : next_lba(w);
+	uint32_t nlb0 = c->io_size - 1u; /* NLB is 0's based (NVM 3.2.6) */
+
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = op_opcode[op];
+	sqe->cid = cid;
+	sqe->nsid = c->nsid;
+	switch (op) {
+	case ANV_IOW_FLUSH:
+		break;
+	case ANV_IOW_DEALLOCATE: {
+		/* NVM 3.2.3: one range {context attributes, NLB (not 0's based), SLBA}. */
+		uint8_t *r = c->aux + (size_t)cid * 16u;
+		uint32_t nlb = c->io_size, attr = 0;
+
+		memcpy(r, &attr, 4);
+		memcpy(r + 4, &nlb, 4);
+		memcpy(r + 8, &lba, 8);
+		sqe->prp1 = c->aux_iova + (uint64_t)cid * 16u;
+		sqe->cdw10 = 0;       /* NR: one range */
+		sqe->cdw11 = 1u << 2; /* AD: deallocate */
+		break;
+	}
+	case ANV_IOW_WRITE:
+		if (c->on_write)
+			c->on_write(c->verify_ctx, lba, c->io_size,
+				    c->data + (size_t)cid * w->io_bytes);
+		/* fall through */
+	case ANV_IOW_READ:
+	case ANV_IOW_COMPARE:
+		sqe->prp1 = w->prp1[cid];
+		sqe->prp2 = w->prp2[cid];
+		/* fall through */
+	default: /* write zeroes, verify: no data */
+		sqe->cdw10 = (uint32_t)lba;
+		sqe->cdw11 = (uint32_t)(lba >> 32);
+		sqe->cdw12 = nlb0;
+		break;
+	}
+	w->sub_ns[cid] = now;
+	w->lba[cid] = lba;
+	w->op[cid] = (uint8_t)op;
+	anv_qpair_sq_push(w->qp);
+}
+
+static void first_error(struct iow *w, const struct anv_cqe *e, uint16_t cid, uint32_t kind)
+{
+	struct anv_iow_stats *st = w->st;
+
+	put64(&st->errors, st->errors + 1u);
+	if (st->errors == 1u) {
+		st->first_error = *e;
+		st->first_error_lba = w->lba[cid];
+		st->first_error_opcode = op_opcode[w->op[cid]];
+		st->first_error_kind = kind;
+	}
+	if (!w->reason)
+		w->reason = kind == ANV_IOW_ERR_VERIFY ? ANV_IOW_END_VERIFY : ANV_IOW_END_ERROR;
+}
+
+static inline void complete(struct iow *w, const struct anv_cqe *e, uint64_t now)
+{
+	const struct anv_iow_cfg *c = w->cfg;
+	struct anv_iow_stats *st = w->st;
+	uint16_t cid = e->cid;
+	uint64_t lat;
+	int op;
+
+	if (cid >= c->qdepth)
+		return; /* not ours: anv_qpair_reap() did not free a CID for it */
+	op = w->op[cid];
+	lat = now > w->sub_ns[cid] ? now - w->sub_ns[cid] : 0;
+	put64(&st->ios[op], st->ios[op] + 1u);
+	if (lat < st->lat_min_ns)
+		put64(&st->lat_min_ns, lat);
+	if (lat > st->lat_max_ns)
+		put64(&st->lat_max_ns, lat);
+	put64(&st->lat_sum_ns, st->lat_sum_ns + lat);
+	/* Rounded up: a percentile reads "at most this many us", never less than the truth. */
+	anv_hist_record(&st->hist, (lat + 999u) / 1000u);
+	if (ANV_STATUS_SC(e->status) || ANV_STATUS_SCT(e->status)) {
+		first_error(w, e, cid, ANV_IOW_ERR_STATUS);
+		return;
+	}
+	if (op == ANV_IOW_READ || op == ANV_IOW_WRITE || op == ANV_IOW_COMPARE)
+		put64(&st->bytes, st->bytes + w->io_bytes);
+	if (op == ANV_IOW_READ && c->on_read &&
+	    c->on_read(c->verify_ctx, w->lba[cid], c->io_size,
+		       c->data + (size_t)cid * w->io_bytes))
+		first_error(w, e, cid, ANV_IOW_ERR_VERIFY);
+}
+
+/* How many commands the iops limit allows by @now (one ahead, so the first goes at once). */
+static inline uint64_t allowed(const struct iow *w, uint64_t start, uint64_t now)
+{
+	return (uint64_t)(((unsigned __int128)(now - start) * w->cfg->iops) / 1000000000u) + 1u;
+}
+
+static void nap(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)(ns > 1000000u ? 1000000u : ns) };
+
+	nanosleep(&ts, NULL);
+}
+
+int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_iow_stats *st)
+{
+	struct anv_cqe cqes[REAP_BATCH];
+	uint64_t start, now, last_progress, deadline;
+	struct iow w;
+	int stopping = 0;
+
+	if (anv_ioworker_check(c, qp) < 0)
+		return -1;
+	if (iow_init(&w, c, qp, st) < 0) {
+		int err = errno ? errno : ENOMEM;
+
+		iow_fini(&w);
+		errno = err;
+		return -1;
+	}
+	st->magic = ANV_IOW_MAGIC;
+	put64(&st->lat_min_ns, UINT64_MAX);
+	start = last_progress = mono_ns();
+	deadline = c->time_ns ? start + c->time_ns : 0;
+	st->start_ns = start;
+	__atomic_store_n(&st->state, ANV_IOW_RUNNING, __ATOMIC_RELEASE);
+
+	for (;;) {
+		int n, out;
+
+		now = mono_ns();
+		n = anv_qpair_reap(qp, cqes, REAP_BATCH);
+		if (n < 0) {
+			if (!w.reason)
+				w.reason = ANV_IOW_END_DEVICE;
+			break;
+		}
+		if (n > 0) {
+			uint64_t sec = (now - start) / 1000000000u;
+
+			for (int i = 0; i < n; i++)
+				complete(&w, &cqes[i], now);
+			if (sec >= ANV_IOW_SECONDS)
+				sec = ANV_IOW_SECONDS - 1u;
+			put64(&st->per_second[sec], st->per_second[sec] + (uint64_t)n);
+			if (sec + 1u > st->seconds)
+				put64(&st->seconds, sec + 1u);
+			last_progress = now;
+			/* A fresh clock for the submissions below. */
+			now = mono_ns();
+		}
+		put64(&st->now_ns, now);
+		if (w.reason)
+			stopping = 1;
+		if (!stopping && __atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
+			w.reason = ANV_IOW_END_STOP;
+			stopping = 1;
+		}
+		if (!stopping && deadline && now >= deadline) {
+			w.reason = ANV_IOW_END_TIME;
+			stopping = 1;
+		}
+		if (!stopping) {
+			int k = 0;
+
+			while (anv_qpair_outstanding(qp) < (int)c->qdepth) {
+				int cid;
+
+				if (c->io_count && w.submitted >= c->io_count)
+					break;
+				if (c->iops && w.submitted >= allowed(&w, start, now))
+					break;
+				cid = anv_qpair_cid_alloc(qp);
+				if (cid < 0)
+					break;
+				build(&w, (uint16_t)cid, now);
+				w.submitted++;
+				k++;
+			}
+			if (k) {
+				put64(&st->submitted, w.submitted);
+				/* 3.1.3.25: one SQ tail doorbell for the batch. */
+				if (anv_qpair_ring(qp) < 0) {
+					w.reason = ANV_IOW_END_DEVICE;
+					break;
+				}
+			}
+		}
+		out = anv_qpair_outstanding(qp);
+		if (!out) {
+			if (stopping)
+				break;
+			if (c->io_count && w.submitted >= c->io_count) {
+				w.reason = ANV_IOW_END_COUNT;
+				break;
+			}
+			if (c->iops) {
+				/* Throttled with nothing in flight: sleep until the next command is due. */
+				uint64_t due = start + (uint64_t)(((unsigned __int128)w.submitted *
+								  1000000000u) / c->iops);
+
+				if (due > now)
+					nap(due - now);
+			}
+		} else if (c->timeout_ns && now - last_progress > c->timeout_ns) {
+			w.reason = ANV_IOW_END_TIMEOUT;
+			break;
+		}
+	}
+	st->end_ns = mono_ns();
+	if (st->lat_min_ns == UINT64_MAX)
+		put64(&st->lat_min_ns, 0);
+	st->reason = w.reason;
+	__atomic_store_n(&st->state, ANV_IOW_DONE, __ATOMIC_RELEASE);
+	iow_fini(&w);
+	return 0;
+}
