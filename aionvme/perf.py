@@ -66,6 +66,25 @@ class _Progress:
                 f"errors {sum(s.errors for s in snaps)}")
 
 
+class _Lines:
+    """Progress for a log rather than a terminal: a line an update."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def update(self, line: str) -> None:
+        self.console.print(line, highlight=False)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = 132
+    return console
+
+
 async def _follow(i: int, w: Any, progress: _Progress, live: Any) -> None:
     async for snap in w.stats():
         progress.update(i, snap)
@@ -75,16 +94,19 @@ async def _follow(i: int, w: Any, progress: _Progress, live: Any) -> None:
 
 async def run(a: argparse.Namespace) -> tuple[list[Any], _Progress]:
     """Run the workers; return their results and the progress history."""
-    from rich.console import Console
     from rich.live import Live
 
-    console = Console(stderr=True)
+    console = _console()
     async with aionvme.Controller(a.address) as nvme0:
         ns = await aionvme.Namespace(nvme0, a.nsid)
         workers = [ns.ioworker(**_ioworker_kwargs(a)) for _ in range(a.workers)]
         progress = _Progress(len(workers))
-        live_cm = (contextlib.nullcontext() if a.quiet
-                   else Live(progress.line(), console=console, refresh_per_second=4))
+        if a.quiet:
+            live_cm: Any = contextlib.nullcontext()
+        elif console.is_terminal:
+            live_cm = Live(progress.line(), console=console, refresh_per_second=4)
+        else:  # a log: one line an update
+            live_cm = contextlib.nullcontext(_Lines(console))
         with live_cm as live:
             async with contextlib.AsyncExitStack() as stack:
                 for w in workers:
@@ -111,7 +133,10 @@ def table(results: list[Any]) -> Any:
 
 
 def plot(path: str, results: list[Any], history: list[tuple[float, float, int]]) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise aionvme.InterfaceError("--plot needs matplotlib: pip install 'aionvme[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -129,10 +154,8 @@ def plot(path: str, results: list[Any], history: list[tuple[float, float, int]])
 
 
 def main(a: argparse.Namespace) -> int:
-    from rich.console import Console
-
     results, progress = asyncio.run(run(a))
-    Console(stderr=True).print(table(results))
+    _console().print(table(results))
     if a.json:
         text = json.dumps([r.as_dict() for r in results], indent=2, default=str)
         if a.json == "-":

@@ -16,3 +16,25 @@ def test_info_bad_address_is_a_clear_error():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "no backend" in out.stderr
+
+
+def test_perf_json_and_plot(tmp_path):
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    run = subprocess.run([sys.executable, "-m", "aionvme.cli", "perf", "sim", "--io-count", "5000",
+                          "--time", "0", "--qdepth", "16", "--read-percentage", "50", "--workers", "2",
+                          "--quiet", "--json", str(out_json), "--plot", str(out_png)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    import json
+    results = json.loads(out_json.read_text())
+    assert len(results) == 2 and all(r["io_count"] == 5000 for r in results)
+    assert all(r["io_counts"]["read"] + r["io_counts"]["write"] == 5000 for r in results)
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "aionvme perf" in run.stderr     # the table
+
+
+def test_perf_bad_argument_is_a_clear_error():
+    run = subprocess.run([sys.executable, "-m", "aionvme.cli", "perf", "sim", "--qdepth", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "qdepth 0" in run.stderr

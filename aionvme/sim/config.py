@@ -54,6 +54,8 @@ class SimConfig:
     sanitize_ms: float = 300.0
     sgl: bool = True
     vwc: bool = True            # a volatile write cache is present (and enabled)
+    hugepages: bool = False     # media on transparent huge pages: faster copies once written,
+                                # but a first write into each 2 MiB region is very slow
     namespaces: list[NamespaceConfig] = dataclasses.field(
         default_factory=lambda: [NamespaceConfig()])
 

@@ -54,7 +54,7 @@ class DeviceState:
         for nsid, nc in enumerate(self.cfg.namespaces, 1):
             ns = NamespaceState(nsid, nc.size, nc.lba_size, nc.file)
             fd = os.open(nc.file, os.O_RDWR | os.O_CREAT, 0o644) if nc.file else -1
-            core.ns_attach(nsid, nc.size, ns.lba_shift, fd)
+            core.ns_attach(nsid, nc.size, ns.lba_shift, fd, self.cfg.hugepages)
             self.namespaces[nsid] = ns
 
     @property

@@ -105,8 +105,8 @@ cdef class SimCore:
                 "vector": q.vector, "ien": q.ien, "nsq": q.nsq}
 
     # -- namespaces ------------------------------------------------------
-    def ns_attach(self, int nsid, uint64_t capacity, int lba_shift, int fd=-1):
-        if sim_ns_attach(&self.c, nsid, capacity, lba_shift, fd) < 0:
+    def ns_attach(self, int nsid, uint64_t capacity, int lba_shift, int fd=-1, bint hugepages=False):
+        if sim_ns_attach(&self.c, nsid, capacity, lba_shift, fd, hugepages) < 0:
             raise convert_errno(f"attaching namespace {nsid}")
 
     def ns_detach(self, int nsid):

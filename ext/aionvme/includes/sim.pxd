@@ -76,7 +76,8 @@ cdef extern from "aionvme/sim.h" nogil:
     void sim_cq_delete(sim_ctrl *c, uint16_t qid)
     void sim_sq_delete(sim_ctrl *c, uint16_t qid)
     void sim_queues_reset(sim_ctrl *c)
-    int sim_ns_attach(sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd)
+    int sim_ns_attach(sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd,
+                      int hugepages)
     void sim_ns_detach(sim_ctrl *c, uint32_t nsid)
     int sim_ns_format(sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int erase)
     int sim_process_io(sim_ctrl *c, int budget)

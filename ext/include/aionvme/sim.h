@@ -156,7 +156,8 @@ void sim_cq_delete(struct sim_ctrl *c, uint16_t qid);
 void sim_sq_delete(struct sim_ctrl *c, uint16_t qid);
 void sim_queues_reset(struct sim_ctrl *c);
 
-int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd);
+int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd,
+		  int hugepages);
 void sim_ns_detach(struct sim_ctrl *c, uint32_t nsid);
 int sim_ns_format(struct sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int erase);
 

@@ -29,7 +29,8 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd)
+int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd,
+		  int hugepages)
 {
 	struct sim_ns *ns;
 	int flags;
@@ -57,7 +58,14 @@ int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t
 		ns->media = NULL;
 		return -1;
 	}
-	if (fd < 0)
+	/*
+	 * Transparent huge pages make copies from a written media faster, but
+	 * each first write into a 2 MiB region then zeroes (and may compact) a
+	 * whole huge page: thousands of times slower on a fresh namespace.  So
+	 * only on request (SimConfig.hugepages), e.g. for a benchmark that
+	 * writes the namespace first.
+	 */
+	if (fd < 0 && hugepages)
 		madvise(ns->media, capacity, MADV_HUGEPAGE);
 	ns->uncor_size = ((capacity >> UNIT_SHIFT) + 7) / 8;
 	ns->uncor = mmap(NULL, ns->uncor_size, PROT_READ | PROT_WRITE,
