@@ -2,10 +2,11 @@
 # (Debian 12, Python 3.10+ with pip): they install what they need themselves.
 #
 #   make demo      build, install, run examples/test_demo.py against the simulator
-#   make test      install the test dependencies, run the whole suite (then the API tests on uvloop)
+#   make test      install the test dependencies (qemu-system-x86 too), run the whole suite on
+#                  the simulator, the conformance suites on QEMU, then the API tests on uvloop
 #   make compile   build the native core and install aionvme in place (pip install -e .)
 #   make debug     the same with AIONVME_DEBUG=1 (-O0, debug checks)
-#   make bench     benchmarks/bench_qd.py, JSON into bench-results/
+#   make bench     benchmarks/bench_qd.py and bench_qemu.py, JSON into bench-results/
 #   make docs      the documentation site into site/ (mkdocs build --strict)
 #   make lint      ruff check
 #   make clean     remove build products
@@ -13,8 +14,11 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 PYTEST_ARGS ?=
-# Debian packages the test suite needs besides the build tools (none yet).
-APT_PACKAGES ?=
+# Debian packages the test suite needs besides the build tools: QEMU's NVMe
+# controller is the conformance suites' second device (the qemu backend).
+APT_PACKAGES ?= qemu-system-x86
+# The spec-behaviour suites, run once per device (--pciaddr sim, then qemu).
+CONFORMANCE = $(sort $(wildcard tests/test_conf_*.py)) tests/test_qemu.py
 
 # Debian's own python3 is "externally managed" (PEP 668); these commands install into
 # whichever interpreter PYTHON names, as asked.  Nothing here may wait for input.
@@ -24,7 +28,7 @@ export DEBIAN_FRONTEND = noninteractive
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BUILD_DEPS = "setuptools>=65" wheel "Cython==3.3.1" "pytest>=7" "pytest-asyncio>=1.1"
-TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13" "ruff>=0.4"
+TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13" "ruff>=0.4" "matplotlib>=3.5"
 CHECKED = aionvme tests benchmarks examples
 
 .PHONY: all build-tools deps compile debug test-deps system-deps test test-fast demo bench docs \
@@ -53,22 +57,28 @@ compile: deps
 debug: deps
 	AIONVME_DEBUG=1 $(PIP) install -q --no-build-isolation -e .
 
-# Debian packages of APT_PACKAGES not installed yet.
+# Debian packages of APT_PACKAGES not installed yet.  A failure here does not
+# stop the run: the qemu pass then says why it cannot run.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:$$missing"; \
-	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing \
+	        || echo "could not install$$missing: the tests that need them will skip"; \
 	fi
 
 test-deps: compile system-deps
 	$(PIP) install -q $(TEST_DEPS)
 
-# Both runs always happen; the first failing exit status is make's answer.
+# Every run always happens; the first failing exit status is make's answer.
 test: test-deps
 	@rc=0; \
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests examples || rc=$$?; \
+	why=$$($(PYTHON) -c "from aionvme.qemu.manager import available; print(available() or '')"); \
+	if [ -z "$$why" ]; then \
+	    $(PYTHON) -m pytest --pciaddr qemu -q $(PYTEST_ARGS) $(CONFORMANCE) || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
+	else echo "SKIPPED the qemu pass: $$why"; fi; \
 	$(PYTHON) -m pytest --loop uvloop -q $(PYTEST_ARGS) tests/test_api.py || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
 	exit $$rc
 
@@ -80,6 +90,7 @@ demo: compile
 
 bench: test-deps
 	$(PYTHON) benchmarks/bench_qd.py --json bench-results/bench_qd.json
+	$(PYTHON) benchmarks/bench_qemu.py --json bench-results/bench_qemu.json
 	$(PYTHON) benchmarks/bench_ioworker.py --json bench-results/bench_ioworker.json
 
 docs: test-deps

@@ -41,13 +41,16 @@ CMDLOG_IN_REPORT = 16
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("aionvme")
     group.addoption("--pciaddr", default="sim",
-                    help="device under test: 'sim' (default), 'sim:PATH.toml'")
+                    help="device under test: 'sim' (default), 'sim:PATH.toml', 'qemu', "
+                         "'qemu:KEY=VAL,...'")
     group.addoption("--loop", default="asyncio", choices=("asyncio", "uvloop"),
                     help="event loop to run the tests on (default: asyncio)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "sim_only: the test needs the simulator's fault injection")
+    config.addinivalue_line(
+        "markers", "sim_only(why): the test needs the simulator (fault injection, its "
+        "settings or values); skipped on other devices")
 
 
 @pytest.hookimpl
@@ -59,12 +62,15 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--pciaddr").startswith("sim"):
+    addr = config.getoption("--pciaddr")
+    if addr.split(":", 1)[0] == "sim":
         return
-    skip = pytest.mark.skip(reason="needs the simulator's fault injection (--pciaddr sim)")
     for item in items:
-        if item.get_closest_marker("sim_only"):
-            item.add_marker(skip)
+        mark = item.get_closest_marker("sim_only")
+        if mark:
+            why = mark.args[0] if mark.args else "fault injection"
+            item.add_marker(pytest.mark.skip(
+                reason=f"sim_only: needs the simulator ({why}); the device is {addr}"))
 
 
 @pytest.fixture(scope="session")

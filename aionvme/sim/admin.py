@@ -268,6 +268,11 @@ class Admin:
         namespaces = self.dev.state.namespaces
         if cns == 0x00:
             if cmd.nsid == 0xFFFFFFFF:
+                # 5.17.2.1: the broadcast NSID returns the capabilities common to
+                # all namespaces only with Namespace Management (OACS bit 3)
+                oacs = int.from_bytes(identify.controller(self.dev)[256:258], "little")
+                if not oacs & identify.OACS_NS_MGMT:
+                    return err(GENERIC, INVALID_NS)
                 return self.to_host(cmd, bytes(4096))  # common ns capabilities: none
             if cmd.nsid not in namespaces:
                 return err(GENERIC, INVALID_NS)

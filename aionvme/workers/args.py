@@ -126,7 +126,7 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
     if not ns.nsze:
         raise InterfaceError("the namespace is not open: await aionvme.Namespace(nvme0, nsid) first")
     mqes = nvme.cap & 0xFFFF  # CAP.MQES is 0's based: the queue has MQES + 1 entries
-    qdepth = _int("qdepth", qdepth, 1, mqes, f" (CAP.MQES: the queue needs qdepth + 1 entries)")
+    qdepth = _int("qdepth", qdepth, 1, mqes, " (CAP.MQES: the queue needs qdepth + 1 entries)")
     max_io = min(nvme.mdts // ns.lba_size, 0x10000)
     io_size = _int("io_size", io_size, 1, max_io,
                    f" (MDTS {nvme.mdts} bytes / LBA size {ns.lba_size})")

@@ -1,29 +1,37 @@
-"""PCI configuration space of the simulator (PCI Local Bus 3.0, PCI PM 1.2,
-PCI Express Base 4.0): IDs, class code, BAR0, the capability list, which
-bits are writable, D0/D3hot, MSI-X masking, Function Level Reset."""
+"""PCI configuration space (PCI Local Bus 3.0, PCI PM 1.2, PCI Express Base
+4.0): IDs, class code, BAR0, the capability list, which bits are writable,
+D0/D3hot, MSI-X masking, Function Level Reset.  Runs on every backend."""
 import asyncio
+
+import pytest
 
 import aionvme
 from aionvme.pcie import CAP_MSIX, CAP_PCIE, CAP_PM
-from simconf import wait_for_state
+from simconf import qemu_deviation, wait_for_state
 
 CSTS = 0x1C
 
 
-async def test_ids_and_class_code(pcie):
+@pytest.mark.sim_only("the simulator's IDs and BAR size")
+async def test_ids_of_the_simulator(pcie):
     assert pcie.register(0x00, 2) == 0xA10E               # vendor ID
     assert pcie.register(0x02, 2) == 0x0001               # device ID
+    assert pcie.register(0x2C, 2) == 0xA10E               # subsystem vendor ID
+    assert pcie.cap_offset(CAP_PM) < pcie.cap_offset(CAP_MSIX) < pcie.cap_offset(CAP_PCIE)
+
+
+async def test_ids_and_class_code(pcie):
+    assert pcie.register(0x00, 2) not in (0, 0xFFFF)      # vendor ID
     # 010802h: mass storage, non-volatile memory, NVM Express I/O controller
     assert pcie.register(0x09, 1) == 0x02                 # programming interface
     assert pcie.register(0x0A, 1) == 0x08                 # sub class
     assert pcie.register(0x0B, 1) == 0x01                 # base class
     assert pcie.register(0x0E, 1) & 0x7F == 0             # header type 0
-    assert pcie.register(0x2C, 2) == 0xA10E               # subsystem vendor ID
     assert pcie.register(0x06, 2) & 0x10                  # status: capabilities list
 
 
-async def test_bar0_is_64_bit_memory_and_sized_by_probe():
-    async with aionvme.Controller("sim") as c:
+async def test_bar0_is_64_bit_memory_and_sized_by_probe(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         pcie = c.pcie
         lo, hi = pcie.register(0x10), pcie.register(0x14)
         assert lo & 0x1 == 0                              # memory space
@@ -33,7 +41,7 @@ async def test_bar0_is_64_bit_memory_and_sized_by_probe():
         probe = pcie.register(0x10)
         assert probe & 0xF == lo & 0xF                    # type bits are read only
         size = (~(probe & ~0xF) & 0xFFFFFFFF) + 1
-        assert size == 0x4000                             # 16 KiB: registers, doorbells, MSI-X
+        assert size & (size - 1) == 0 and size >= 0x2000  # registers, then doorbells
         assert pcie.register(0x14) == 0xFFFFFFFF          # upper half fully writable
         pcie.write(0x10, 4, lo)
         pcie.write(0x14, 4, hi)
@@ -49,20 +57,21 @@ async def test_capability_list(pcie):
         assert off & 3 == 0 and off >= 0x40
         ids.append(pcie.register(off, 1))
         off = pcie.register(off + 1, 1)
-    assert ids == [CAP_PM, CAP_MSIX, CAP_PCIE]
+    assert {CAP_PM, CAP_MSIX, CAP_PCIE} <= set(ids) and len(ids) == len(set(ids))
     assert pcie.register(pm + 4, 2) & 3 == 0              # PMCSR: D0
     ctrl = pcie.register(msix + 2, 2)
     assert ctrl & 0x8000                                  # MSI-X enabled by the host
-    assert (ctrl & 0x7FF) + 1 == pcie.msix_vectors == 64
+    assert (ctrl & 0x7FF) + 1 == pcie.msix_vectors >= 2
     table, pba = pcie.register(msix + 4), pcie.register(msix + 8)
     assert table & 7 == 0 and pba & 7 == 0                # both in BAR0 (BIR 0)
-    assert (table & ~7) + 16 * 64 <= pba & ~7 < 0x4000
-    assert pcie.register(exp + 2, 2) & 0xF0 == 0          # device/port type: endpoint
+    assert (table & ~7) + 16 * pcie.msix_vectors <= pba & ~7
+    # device/port type: PCI Express endpoint, or root complex integrated endpoint
+    assert (pcie.register(exp + 2, 2) >> 4) & 0xF in (0b0000, 0b1001)
     assert pcie.register(exp + 4) & (1 << 28)             # DevCap: FLR capable
 
 
-async def test_read_only_fields_ignore_writes():
-    async with aionvme.Controller("sim") as c:
+async def test_read_only_fields_ignore_writes(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         pcie = c.pcie
         msix = pcie.cap_offset(CAP_MSIX)
         exp = pcie.cap_offset(CAP_PCIE)
@@ -79,8 +88,8 @@ async def test_read_only_fields_ignore_writes():
         pcie.write(msix + 2, 2, ctrl)
 
 
-async def test_writable_fields_keep_what_was_written():
-    async with aionvme.Controller("sim") as c:
+async def test_writable_fields_keep_what_was_written(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         pcie = c.pcie
         pcie.write(0x3C, 1, 0x0B)                          # interrupt line
         assert pcie.register(0x3C, 1) == 0x0B
@@ -89,16 +98,24 @@ async def test_writable_fields_keep_what_was_written():
         assert pcie.register(0x04, 2) == cmd & ~0x4
         pcie.write(0x04, 2, cmd)
         assert pcie.register(0x04, 2) == cmd
-        # PCIe 7.6.3: no extended capabilities, so the header at 100h is 0
-        assert pcie.register(0x100) == 0
 
 
-async def test_d3hot_turns_bar0_off_and_d0_brings_the_controller_back():
-    async with aionvme.Controller("sim") as c:
+@pytest.mark.sim_only("the qemu backend reaches config space through 0xCF8/0xCFC, the first "
+                      "256 bytes only")
+async def test_no_extended_capabilities(pcie):
+    # PCIe 7.6.3: no extended capabilities, so the header at 100h is 0
+    assert pcie.register(0x100) == 0
+
+
+@qemu_deviation("PCI Bus Power Management 1.2, 5.4.1: in D3hot a function answers "
+                "configuration accesses only, its memory space is off; QEMU 7.2's NVMe "
+                "function keeps decoding BAR0 in D3hot")
+async def test_d3hot_turns_bar0_off_and_d0_brings_the_controller_back(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         await c.pcie.set_power_state(3)
         assert c.pcie.power_state == 3
         assert c[CSTS] == 0xFFFFFFFF                      # BAR0 does not answer in D3hot
-        assert c.pcie.register(0x00, 2) == 0xA10E         # config space does
+        assert c.pcie.register(0x00, 2) not in (0, 0xFFFF)  # config space does
         await c.pcie.set_power_state(0)
         assert c.pcie.power_state == 0
         assert c[CSTS] & 1
@@ -110,25 +127,22 @@ def _pba_bit(c, vector):
     return (c.register(pba + 8 * (vector // 64), 8) >> (vector % 64)) & 1
 
 
-async def test_msix_vector_mask_holds_the_interrupt_pending():
-    async with aionvme.Controller("sim") as c:
+async def test_msix_vector_mask_holds_the_interrupt_pending(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         ns = await aionvme.Namespace(c, 1)
         async with aionvme.Qpair(c, 16, vector=3) as q:
-            irqs = c.sim.state()["irq_counts"][3]
             c.pcie.msix_mask(3, True)
             fut = asyncio.ensure_future(ns.read(q, aionvme.Buffer(512), 0))
             # PCI 3.0 6.8.3.4: a masked vector's message is held in the PBA
             await wait_for_state(lambda: _pba_bit(c, 3), "the PBA bit of vector 3")
             assert not fut.done()
-            assert c.sim.state()["irq_counts"][3] == irqs
             c.pcie.msix_mask(3, False)                    # unmasking delivers it
             assert (await fut).ok
             assert _pba_bit(c, 3) == 0
-            assert c.sim.state()["irq_counts"][3] == irqs + 1
 
 
-async def test_msix_function_mask_holds_every_vector():
-    async with aionvme.Controller("sim") as c:
+async def test_msix_function_mask_holds_every_vector(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         ns = await aionvme.Namespace(c, 1)
         msix = c.pcie.cap_offset(CAP_MSIX)
         ctrl = c.pcie.register(msix + 2, 2)
@@ -144,8 +158,8 @@ async def test_msix_function_mask_holds_every_vector():
             assert _pba_bit(c, 5) == 0 and _pba_bit(c, 0) == 0
 
 
-async def test_function_level_reset():
-    async with aionvme.Controller("sim") as c:
+async def test_function_level_reset(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         ns = await aionvme.Namespace(c, 1)
         q = await aionvme.Qpair(c, 16)
         data = aionvme.Buffer(512)
@@ -161,17 +175,15 @@ async def test_function_level_reset():
         assert c.pcie.register(exp + 8, 2) & 0x8000 == 0  # the bit reads 0
         c.pcie.setup()
         assert c[0x14] == 0 and c[CSTS] == 0              # CC and CSTS reset
-        assert c.sim.state()["io_queues"] == []
         await c.reset()                                   # the host brings it back
-        assert c.sim.state()["io_queues"] == [q.qid]
         back = aionvme.Buffer(512)
         await ns.read(q, back, 7)
         assert back[0:4] == b"FLR!"
         await q.delete()
 
 
-async def test_pcie_reset_api_recovers_queues():
-    async with aionvme.Controller("sim") as c:
+async def test_pcie_reset_api_recovers_queues(pciaddr):
+    async with aionvme.Controller(pciaddr) as c:
         ns = await aionvme.Namespace(c, 1)
         async with aionvme.Qpair(c, 16) as q:
             await c.pcie.reset()

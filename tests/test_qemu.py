@@ -1,0 +1,107 @@
+"""The qemu backend itself: many commands without losing the controller,
+resets, power cycles, and QEMU gone (no process, no file) when the
+controller closes, when the test process is killed, and on Ctrl-C."""
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import aionvme
+from aionvme.qemu.manager import available
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=f"qemu backend: {available()}")
+
+COMMANDS = 20_000
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def gone(pid: int, what: str) -> None:
+    for _ in range(500):                       # a bound against hanging, not a timing check
+        if not alive(pid):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"QEMU (pid {pid}) still runs after {what}")
+
+
+async def test_many_mixed_commands_keep_the_controller():
+    # ARCHITECTURE.md: a real BIOS moved BAR0 after ~120 commands; the hlt BIOS must not
+    async with aionvme.Controller("qemu") as c:
+        ns = await aionvme.Namespace(c, 1)
+        w, r, idb = aionvme.Buffer(4096), aionvme.Buffer(4096), aionvme.Buffer(4096)
+        async with aionvme.Qpair(c, 64) as q:
+            done = 0
+            while done < COMMANDS:
+                lba = (done * 8) % (ns.nsze - 8)
+                w[0:8] = done.to_bytes(8, "little")
+                await asyncio.gather(ns.write(q, w, lba, 8), c.getfeatures(0x07))
+                await asyncio.gather(ns.read(q, r, lba, 8), c.identify(idb, 0, 1))
+                assert r[0:8] == w[0:8]
+                done += 4
+            assert c[0x1C] & 0x3 == 0x1          # CSTS: ready, no fatal status
+
+
+async def test_close_stops_qemu():
+    c = await aionvme.Controller("qemu")
+    pid = c._backend.proc.pid
+    assert alive(pid)
+    await c.close()
+    assert not alive(pid)
+
+
+async def test_controller_reset_flr_and_power_cycle():
+    async with aionvme.Controller("qemu") as c:
+        ns = await aionvme.Namespace(c, 1)
+        w, r = aionvme.Buffer(4096), aionvme.Buffer(4096)
+        w[0:6] = b"qemu!!"
+        async with aionvme.Qpair(c, 16) as q:
+            await ns.write(q, w, 16, 8)
+            await ns.flush(q)
+            old = c._backend.proc.pid
+            for reset in (c.reset, c.pcie.reset, lambda: aionvme.Subsystem(c).power_cycle(0)):
+                await reset()
+                assert c[0x1C] & 0x3 == 0x1
+                r.fill(0)
+                await ns.read(q, r, 16, 8)             # the Qpair was created again
+                assert r[0:6] == b"qemu!!"
+            assert c._backend.proc.pid != old          # power came back as a new QEMU
+            assert not alive(old)
+
+
+CHILD = textwrap.dedent("""
+    import asyncio, sys, aionvme
+    async def main():
+        async with aionvme.Controller("qemu") as c:
+            print(c._backend.proc.pid, flush=True)
+            await asyncio.sleep(60)
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.parametrize("sig,what", [(signal.SIGKILL, "kill -9"), (signal.SIGINT, "Ctrl-C")])
+def test_qemu_dies_with_its_test_process(sig, what):
+    shm = set(os.listdir("/dev/shm"))
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(child.stdout.readline())
+        assert alive(pid)
+        child.send_signal(sig)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+    gone(pid, what)
+    assert set(os.listdir("/dev/shm")) <= shm            # nothing left on /dev/shm
