@@ -103,7 +103,7 @@ class IOWorker:
 
         ns, a = self.ns, self.args
         nvme = ns.nvme
-        bar_fd, db_fd = nvme._live_device().doorbell_fds()
+        doorbells, bar_fd, db_fd = nvme._live_device().doorbell_fds()
         arena = _core.arena()
         # A polled queue (5.4: IEN 0) the worker reaps itself; qdepth commands fit in qdepth + 1.
         qp = Qpair(nvme, a.qdepth + 1, a.qprio, ien=False, reap=False)
@@ -118,7 +118,7 @@ class IOWorker:
             core = qp._core
             dbbuf = nvme._dbbuf
             spec = {
-                "backend": "sim", "parent_pid": os.getpid(), "arena_size": arena.size,
+                "backend": doorbells, "parent_pid": os.getpid(), "arena_size": arena.size,
                 "fds": {"arena": arena.fd, "bar": bar_fd, "db": db_fd, "stats": self._stats.fd},
                 "queue": {"qid": qp.qid, "depth": qp.depth, "dstrd": nvme.dstrd,
                           "sq_iova": core.sq_iova, "cq_iova": core.cq_iova,

@@ -95,13 +95,21 @@ cdef class Device:
         return self.dev.irq_fd[vector]
 
     def doorbell_fds(self):
-        """(BAR page memfd, doorbell eventfd) of a simulator: what a worker process
-        needs to ring this device's doorbells.  The Device keeps owning them."""
-        cdef int bar_fd = -1, db_fd = -1
+        """(kind, page memfd, eventfd) through which a worker process rings this
+        device's doorbells.  kind "sim": a store at the doorbell's BAR0 offset in
+        the simulator's own BAR page, then an eventfd write; kind "proxy" (qemu):
+        the same in a page a thread of this process forwards to QEMU
+        (anv_proxy_open_doorbells).  The Device keeps owning both fds."""
+        cdef int page_fd = -1, efd = -1
+        cdef int rc
         self._live()
-        if anv_sim_doorbell_fds(&self.dev, &bar_fd, &db_fd) < 0:
-            raise _exc.InterfaceError(f"worker processes need the 'sim' backend, not {self.backend}")
-        return bar_fd, db_fd
+        if self.backend == "qemu":
+            rc = anv_qemu_doorbell_fds(&self.dev, &page_fd, &efd)
+        else:
+            rc = anv_sim_doorbell_fds(&self.dev, &page_fd, &efd)
+        if rc < 0:
+            raise convert_errno(f"doorbells for worker processes on the {self.backend} backend")
+        return ("proxy" if self.backend == "qemu" else "sim"), page_fd, efd
 
     def cfg_read(self, uint32_t off, uint32_t length=4):
         cdef uint64_t val = 0

@@ -161,9 +161,13 @@ def ioworker_run(dict a, IOWorkerStats stats):
     try:
         if anv_arena_map(&ar, a["fds"]["arena"], a["arena_size"]) < 0:
             raise convert_errno("mapping the DMA arena")
-        if a["backend"] != "sim":
-            raise _exc.InterfaceError(f"workers drive the 'sim' backend, not {a['backend']!r}")
-        if anv_sim_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"]) < 0:
+        if a["backend"] == "proxy":
+            rc = anv_proxy_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"])
+        elif a["backend"] == "sim":
+            rc = anv_sim_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"])
+        else:
+            raise _exc.InterfaceError(f"workers ring doorbells the 'sim' or 'proxy' way, not {a['backend']!r}")
+        if rc < 0:
             raise convert_errno("opening the doorbells")
         q = a["queue"]
         if anv_qpair_attach(&qp, &dev, &ar, q["qid"], q["depth"], q["dstrd"], q["sq_iova"],

@@ -180,12 +180,14 @@ void anv_qpair_set_dbbuf(struct anv_qpair *qp, uint8_t *dbs, uint8_t *eis)
 	__atomic_store_n(qp->shadow_sq, qp->sq_tail, __ATOMIC_RELEASE);
 	__atomic_store_n(qp->shadow_cq, qp->cq_head, __ATOMIC_RELEASE);
 	/*
-	 * Called before the queue is created on the controller: EventIdx may
-	 * still hold what the controller wrote for a deleted queue of this qid,
-	 * which would swallow the first rings.  0 asks for them.
+	 * EventIdx may still hold what the controller wrote for a deleted
+	 * queue of this qid, which would swallow the first rings.  A value no
+	 * controller writes (doorbells are below 65536) means "not told yet:
+	 * ring"; a controller that never maintains an EventIdx (QEMU 7.2 does
+	 * not for CQs) thus still gets every MMIO doorbell it needs.
 	 */
-	__atomic_store_n(qp->ei_sq, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(qp->ei_cq, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(qp->ei_sq, ANV_EVENTIDX_UNSET, __ATOMIC_RELEASE);
+	__atomic_store_n(qp->ei_cq, ANV_EVENTIDX_UNSET, __ATOMIC_RELEASE);
 }
 
 /* Linux's nvme_dbbuf_need_event(): has @new passed the EventIdx @ei since @old? */
@@ -202,13 +204,13 @@ static inline int db_ring(struct anv_qpair *qp, uint32_t *shadow, uint32_t *ei, 
 		       uint32_t value)
 {
 	if (shadow) {
-		uint32_t old = __atomic_load_n(shadow, __ATOMIC_RELAXED);
+		uint32_t old = __atomic_load_n(shadow, __ATOMIC_RELAXED), e;
 
 		__atomic_store_n(shadow, value, __ATOMIC_RELEASE);
 		/* The shadow store is visible before EventIdx is read (Dekker pairing). */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		if (!need_event((uint16_t)__atomic_load_n(ei, __ATOMIC_ACQUIRE), (uint16_t)value,
-				(uint16_t)old))
+		e = __atomic_load_n(ei, __ATOMIC_ACQUIRE);
+		if (e < 0x10000u && !need_event((uint16_t)e, (uint16_t)value, (uint16_t)old))
 			return 0;
 	}
 	return qp->dev->ops->doorbell(qp->dev, off, value);

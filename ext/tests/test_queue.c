@@ -81,19 +81,25 @@ static void test_cids_and_shadow(void)
 	while (anv_qpair_cid_alloc(&qp) >= 0)
 		got++;
 	ok(got == 3 && errno == EBUSY, "depth 4 gives 3 CIDs (3.3.1: full at tail + 1 == head)");
+	anv_qpair_fini(&qp);
+	anv_qpair_init(&qp, &dev, &a, 2, 16, 0);
 	dbs = anv_arena_ptr(&a, (uint64_t)anv_arena_alloc(&a, 4096));
 	eis = anv_arena_ptr(&a, (uint64_t)anv_arena_alloc(&a, 4096));
 	anv_qpair_set_dbbuf(&qp, dbs, eis);
 	rings = 0;
 	sqe.cid = 0;
 	anv_qpair_submit(&qp, &sqe, 1);
-	ok(rings == 1 && last_off == 0x1010 && last_val == 1, "EventIdx 0: the first tail rings the MMIO doorbell");
-	/* EventIdx stays 0: one behind the tail 1 the controller has seen, it polls. */
+	ok(rings == 1 && last_off == 0x1010 && last_val == 1,
+	   "EventIdx not written by the controller yet: the tail rings the MMIO doorbell");
 	anv_qpair_submit(&qp, &sqe, 1);
-	ok(rings == 1 && ((uint32_t *)dbs)[4] == 2, "EventIdx behind: the shadow doorbell moves, no MMIO write");
-	((uint32_t *)eis)[4] = 2;
+	ok(rings == 2 && last_val == 2, "still not written: ring again");
+	/* The controller polls: EventIdx one behind the tail 2 it has seen. */
+	((uint32_t *)eis)[4] = 1;
 	anv_qpair_submit(&qp, &sqe, 1);
-	ok(rings == 2 && last_val == 3, "EventIdx at the old tail: ring again");
+	ok(rings == 2 && ((uint32_t *)dbs)[4] == 3, "EventIdx behind: the shadow doorbell moves, no MMIO write");
+	((uint32_t *)eis)[4] = 3;
+	anv_qpair_submit(&qp, &sqe, 1);
+	ok(rings == 3 && last_val == 4, "EventIdx at the old tail: ring again");
 	anv_qpair_fini(&qp);
 	anv_arena_close(&a);
 }

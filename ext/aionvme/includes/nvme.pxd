@@ -90,6 +90,8 @@ cdef extern from "aionvme/dev.h" nogil:
     int anv_qemu_open(anv_dev *dev, int sock, uint32_t devfn, const int *irq_fds, int nvec)
     void anv_qemu_set_mailbox(anv_dev *dev, uint32_t *mailbox)
     int anv_qemu_reconnect(anv_dev *dev, int sock)
+    int anv_qemu_doorbell_fds(anv_dev *dev, int *page_fd, int *efd)
+    int anv_proxy_open_doorbells(anv_dev *dev, int page_fd, int efd)
     int anv_sim_open_doorbells(anv_dev *dev, int bar_fd, int db_fd)
     int anv_sim_doorbell_fds(anv_dev *dev, int *bar_fd, int *db_fd)
     enum:

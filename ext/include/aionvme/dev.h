@@ -119,6 +119,23 @@ int anv_qemu_open(struct anv_dev *dev, int sock, uint32_t devfn, const int *irq_
 /* Where MSI-X messages land: @nvec dwords of guest RAM, one per vector. */
 void anv_qemu_set_mailbox(struct anv_dev *dev, uint32_t *mailbox);
 
+/**
+ * anv_qemu_doorbell_fds() - a proxy page and an eventfd through which worker
+ * processes ring doorbells (anv_proxy_open_doorbells()); a thread forwards
+ * every ring to QEMU.  The device keeps owning both.
+ */
+int anv_qemu_doorbell_fds(struct anv_dev *dev, int *page_fd, int *efd);
+
+/* In a proxy page, the count of rings of the doorbell at offset X is at X + this. */
+#define ANV_PROXY_SEQ_OFF 0x1000u
+
+/**
+ * anv_proxy_open_doorbells() - ring doorbells through a proxy page (see
+ * anv_qemu_doorbell_fds()); only the doorbell op works.  Takes ownership of
+ * @page_fd and @efd.
+ */
+int anv_proxy_open_doorbells(struct anv_dev *dev, int page_fd, int efd);
+
 /* After QEMU was started again (power cycle): talk over @sock from now on. */
 int anv_qemu_reconnect(struct anv_dev *dev, int sock);
 

@@ -56,6 +56,9 @@ struct anv_qpair {
 	struct anv_cmdlog log;
 };
 
+/* An EventIdx no controller has written yet (values it writes are below 65536). */
+#define ANV_EVENTIDX_UNSET 0xffff0000u
+
 /* 3.1.3.25/26: doorbell offsets with stride 4 << CAP.DSTRD */
 static inline uint32_t anv_sq_db_off(uint16_t qid, uint32_t dstrd)
 {
@@ -139,7 +142,7 @@ int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring);
  * anv_qpair_set_dbbuf() - use the Shadow Doorbell (@dbs) and EventIdx (@eis)
  * pages given to the controller with Doorbell Buffer Config; NULL turns
  * them off.  The shadow entries are set to the current doorbell values and
- * EventIdx to 0: call it before the queue is created on the controller.
+ * EventIdx to ANV_EVENTIDX_UNSET (ring until the controller writes one).
  */
 void anv_qpair_set_dbbuf(struct anv_qpair *qp, uint8_t *dbs, uint8_t *eis);
 

@@ -13,6 +13,11 @@
  * Doorbell writes are pipelined: their "OK" replies are collected before the
  * next request that needs an answer, so a batch of submissions costs one
  * round trip instead of one each.
+ *
+ * Worker processes (ioworkers) cannot share the qtest socket: they ring
+ * doorbells the way they ring the simulator's, a store into a shared page at
+ * the doorbell's BAR0 offset and an eventfd write; a proxy thread here
+ * forwards every changed doorbell to QEMU.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +47,14 @@ struct qemu_priv {
 	unsigned pending_ok;   /* pipelined writes whose reply is not read yet */
 	char rbuf[4096];
 	size_t rlen;
+
+	/* the doorbell proxy for worker processes */
+	int proxy_fd;               /* memfd: a BAR0-sized page of doorbells */
+	int proxy_efd;              /* eventfd the workers write after a doorbell store */
+	uint32_t *proxy;
+	uint32_t proxy_seen[(ANV_MSIX_TABLE_OFF - ANV_REG_DBS) / 4]; /* ring counts forwarded */
+	pthread_t proxy_thread;
+	int proxy_on;
 
 	volatile uint32_t *mailbox; /* one dword per vector in guest RAM */
 	pthread_t thread;
@@ -268,6 +283,77 @@ static void *mailbox_thread(void *arg)
 	return NULL;
 }
 
+static const struct anv_dev_ops qemu_ops;
+
+/* Forward every ring the workers counted in the proxy page (dev/proxy.c). */
+static void *proxy_thread(void *arg)
+{
+	struct anv_dev *dev = arg;
+	struct qemu_priv *q = dev->priv;
+	const unsigned n = (ANV_MSIX_TABLE_OFF - ANV_REG_DBS) / 4;
+	const uint32_t *vals = q->proxy + ANV_REG_DBS / 4;
+	const uint32_t *seqs = q->proxy + (ANV_REG_DBS + ANV_PROXY_SEQ_OFF) / 4;
+	struct pollfd pfd = { .fd = q->proxy_efd, .events = POLLIN };
+	uint64_t drain;
+
+	while (!q->stop) {
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		if (read(q->proxy_efd, &drain, sizeof(drain)) < 0 && errno != EAGAIN)
+			continue;
+		for (unsigned i = 0; i < n; i++) {
+			/* Acquire: the value read next is at least as new as the count. */
+			uint32_t seq = __atomic_load_n(&seqs[i], __ATOMIC_ACQUIRE);
+
+			if (seq != q->proxy_seen[i]) {
+				q->proxy_seen[i] = seq;
+				qemu_doorbell(dev, ANV_REG_DBS + 4u * i,
+					      __atomic_load_n(&vals[i], __ATOMIC_ACQUIRE));
+			}
+		}
+	}
+	return NULL;
+}
+
+int anv_qemu_doorbell_fds(struct anv_dev *dev, int *page_fd, int *efd)
+{
+	struct qemu_priv *q = dev->priv;
+
+	if (dev->ops != &qemu_ops || !q) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	if (!q->proxy_on) {
+		q->proxy_fd = memfd_create("aionvme-qemu-doorbells", MFD_CLOEXEC);
+		if (q->proxy_fd < 0)
+			return -1;
+		if (ftruncate(q->proxy_fd, ANV_BAR0_SIZE) < 0)
+			goto close_fd;
+		q->proxy = mmap(NULL, ANV_BAR0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, q->proxy_fd, 0);
+		if (q->proxy == MAP_FAILED)
+			goto close_fd;
+		q->proxy_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (q->proxy_efd < 0)
+			goto unmap;
+		if (pthread_create(&q->proxy_thread, NULL, proxy_thread, dev))
+			goto close_efd;
+		q->proxy_on = 1;
+	}
+	*page_fd = q->proxy_fd;
+	*efd = q->proxy_efd;
+	return 0;
+
+close_efd:
+	close(q->proxy_efd);
+unmap:
+	munmap(q->proxy, ANV_BAR0_SIZE);
+close_fd:
+	close(q->proxy_fd);
+	q->proxy_fd = q->proxy_efd = -1;
+	q->proxy = NULL;
+	return -1;
+}
+
 static int qemu_reset(struct anv_dev *dev, int kind)
 {
 	(void)dev;
@@ -282,9 +368,19 @@ static void qemu_close(struct anv_dev *dev)
 
 	if (!q)
 		return;
-	if (q->thread_on) {
-		q->stop = 1;
+	q->stop = 1;
+	if (q->thread_on)
 		pthread_join(q->thread, NULL);
+	if (q->proxy_on) {
+		uint64_t one = 1;
+
+		if (write(q->proxy_efd, &one, sizeof(one)) < 0) {
+			/* the thread wakes within 100 ms anyway */
+		}
+		pthread_join(q->proxy_thread, NULL);
+		munmap(q->proxy, ANV_BAR0_SIZE);
+		close(q->proxy_fd);
+		close(q->proxy_efd);
 	}
 	if (q->sock >= 0)
 		close(q->sock);
@@ -318,6 +414,7 @@ int anv_qemu_open(struct anv_dev *dev, int sock, uint32_t devfn, const int *irq_
 	q->sock = sock;
 	q->bdf = (devfn & 0xffu) << 8;
 	pthread_mutex_init(&q->lock, NULL);
+	q->proxy_fd = q->proxy_efd = -1;
 	__anv_dev_init(dev, &qemu_ops, q, irq_fds, nvec);
 	if (pthread_create(&q->thread, NULL, mailbox_thread, dev) == 0)
 		q->thread_on = 1;
