@@ -124,3 +124,29 @@ def test_qemu_dies_with_its_test_process(sig, what):
         child.stdout.close()
     gone(pid, what)
     assert set(os.listdir("/dev/shm")) <= shm            # nothing left on /dev/shm
+
+
+async def test_address_options_reach_qemu():
+    async with aionvme.Controller("qemu:namespaces=2,lba_size=4096,size=64M,mdts=5") as c:
+        active = aionvme.Buffer(4096)
+        await c.identify(active, 0, 2)                      # 5.17.2.2: active namespace ID list
+        assert [active.data(3, 0), active.data(7, 4), active.data(11, 8)] == [1, 2, 0]
+        assert c.mdts == 4096 << 5                          # MDTS from -device nvme,mdts=5
+        for nsid in (1, 2):
+            ns = await aionvme.Namespace(c, nsid)
+            assert ns.lba_size == 4096 and ns.nsze == (64 << 20) // 4096
+        ns2 = await aionvme.Namespace(c, 2)
+        async with aionvme.Qpair(c, 8) as q:
+            w, r = aionvme.Buffer(4096), aionvme.Buffer(4096)
+            w[0:4] = b"ns 2"
+            await ns2.write(q, w, 5)
+            await ns2.read(q, r, 5)
+            assert r[0:4] == b"ns 2"
+
+
+@pytest.mark.parametrize("address, what", [
+    ("qemu:lba_size=1000", "lba_size"), ("qemu:namespaces=0", "namespaces"),
+    ("qemu:size=1K", "size"), ("qemu:mdts", "KEY=VALUE")])
+async def test_bad_address_options_are_clear_errors(address, what):
+    with pytest.raises(aionvme.InterfaceError, match=what):
+        await aionvme.Controller(address)
