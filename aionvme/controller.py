@@ -8,7 +8,7 @@ import time
 import weakref
 from typing import Any, Callable
 
-from aionvme import _core
+from aionvme import _core, checks
 from aionvme.backends import Backend, open_backend
 from aionvme.cmdlog import Cmdlog, entries
 from aionvme.exceptions import (ControllerFatal, ControllerNotReady, DeviceError,
@@ -348,6 +348,10 @@ class Controller:
                timeout: float | None = None, prp1: int | None = None,
                prp2: int | None = None) -> "asyncio.Future[Any]":
         self._live_device()
+        checks.integer("opcode", opcode, 0, 0xFF)
+        checks.dwords(nsid=nsid, cdw10=cdw10, cdw11=cdw11, cdw12=cdw12, cdw13=cdw13, cdw14=cdw14,
+                      cdw15=cdw15)
+        checks.buffer("buf", buf)
         return self._aq.submit(opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13, cdw14,
                                cdw15, cb=cb, check=check,
                                timeout=SETTINGS.timeout if timeout is None else timeout,

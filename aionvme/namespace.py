@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Callable
 
-from aionvme import _core
+from aionvme import _core, checks
 from aionvme.exceptions import InterfaceError
 from aionvme.settings import SETTINGS
 from aionvme.spec.fields import field
@@ -118,17 +118,16 @@ class Namespace:
 
     # -- commands -----------------------------------------------------------------
     def _check_range(self, lba: int, lba_count: int) -> None:
-        if not 1 <= lba_count <= 0x10000:
-            raise InterfaceError(f"lba_count {lba_count} is outside 1..65536 (NLB is 16 bits)")
-        if not 0 <= lba <= 0xFFFFFFFFFFFFFFFF:
-            raise InterfaceError(f"lba {lba} is outside 0..2**64-1")
+        checks.integer("lba_count", lba_count, 1, 0x10000)  # NLB is 16 bits, 0's based
+        checks.integer("lba", lba, 0, 0xFFFFFFFFFFFFFFFF)
 
     def _io(self, qpair: "Qpair", opcode: int, lba: int, lba_count: int, io_flags: int,
             buf: Any, cb: Callable | None, check: bool, timeout: float | None, sgl: bool,
             post: Any = None, cdw13: int = 0) -> "asyncio.Future[Any]":
+        checks.qpair(qpair)
+        checks.buffer("buf", buf)
         self._check_range(lba, lba_count)
-        if not 0 <= io_flags <= 0xFFFF:
-            raise InterfaceError(f"io_flags {io_flags:#x} is outside 0..0xffff")
+        checks.integer("io_flags", io_flags, 0, 0xFFFF)
         xfer = lba_count * self.lba_size if buf is not None else 0
         return qpair._core.submit(
             opcode, self.nsid, buf, xfer, lba & 0xFFFFFFFF, lba >> 32,
@@ -184,6 +183,7 @@ class Namespace:
     def flush(self, qpair: "Qpair", cb: Callable | None = None, *, check: bool = True,
               timeout: float | None = None) -> "asyncio.Future[Any]":
         """Flush (NVM 3.2.4) the volatile write cache."""
+        checks.qpair(qpair)
         return qpair._core.submit(FLUSH, self.nsid, None, 0, cb=cb, check=check,
                                   timeout=SETTINGS.timeout if timeout is None else timeout)
 
@@ -192,8 +192,10 @@ class Namespace:
             timeout: float | None = None) -> "asyncio.Future[Any]":
         """Dataset Management (NVM 3.2.3); ``attribute`` 0x4 deallocates (trim).
         Fill the ranges with ``buf.set_dsm_range(i, lba, lba_count)``."""
-        if not 1 <= range_count <= 256:
-            raise InterfaceError(f"range_count {range_count} is outside 1..256")
+        checks.qpair(qpair)
+        checks.buffer("buf", buf, required=True)
+        checks.integer("range_count", range_count, 1, 256)
+        checks.integer("attribute", attribute, 0, 0xFFFFFFFF)
         post = self._verify_hook(DSM, buf, 0, 0, attribute=attribute, range_count=range_count)
         return qpair._core.submit(DSM, self.nsid, buf, 16 * range_count, range_count - 1,
                                   attribute, cb=cb, check=check,
@@ -206,6 +208,11 @@ class Namespace:
                  check: bool = True, timeout: float | None = None, sgl: bool = False,
                  prp1: int | None = None, prp2: int | None = None) -> "asyncio.Future[Any]":
         """Any I/O command, valid or not, on ``qpair``."""
+        checks.qpair(qpair)
+        checks.integer("opcode", opcode, 0, 0xFF)
+        checks.dwords(nsid=nsid, cdw10=cdw10, cdw11=cdw11, cdw12=cdw12, cdw13=cdw13, cdw14=cdw14,
+                      cdw15=cdw15)
+        checks.buffer("buf", buf)
         return qpair._core.submit(opcode, nsid, buf, -1 if buf is not None else 0, cdw10, cdw11,
                                   cdw12, cdw13, cdw14, cdw15, cb=cb, check=check,
                                   timeout=SETTINGS.timeout if timeout is None else timeout,

@@ -84,3 +84,21 @@ async def test_unknown_address():
 async def test_bad_opcode_value(nvme0):
     with pytest.raises(aionvme.InterfaceError, match="opcode"):
         nvme0.send_cmd(0x100)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda ns, q, b, c: ns.read(q, b, 0, 1.5), "lba_count"),
+    (lambda ns, q, b, c: ns.read(q, "buffer", 0), "buf"),
+    (lambda ns, q, b, c: ns.read(None, b, 0), "qpair"),
+    (lambda ns, q, b, c: c.send_cmd(1.5), "opcode"),
+    (lambda ns, q, b, c: c.send_cmd(0x06, cdw10=-1), "cdw10"),
+    (lambda ns, q, b, c: c.send_cmd(0x06, cdw11=1 << 32), "cdw11"),
+    (lambda ns, q, b, c: ns.send_cmd(0x02, q, nsid=-5), "nsid"),
+    (lambda ns, q, b, c: ns.dsm(q, None, 1), "buf"),
+    (lambda ns, q, b, c: ns.flush("q"), "qpair"),
+])
+async def test_wrong_types_and_ranges_name_the_argument(nvme0, nvme0n1, qpair, buf, call, name):
+    """Never a TypeError from deep inside, nor a float silently truncated into an opcode."""
+    with pytest.raises(aionvme.InterfaceError, match=name):
+        call(nvme0n1, qpair, buf, nvme0)
+    assert (await nvme0n1.read(qpair, buf, 0)).ok
