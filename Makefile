@@ -88,7 +88,9 @@ test-fast:
 demo: compile
 	$(PYTHON) -m pytest -s -q examples/test_demo.py
 
+# The machine's ceiling (../shared/tools/limit/ring.c) links ISA-L.
 bench: test-deps
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="libisal-dev"
 	$(PYTHON) benchmarks/bench_qd.py --json bench-results/bench_qd.json
 	$(PYTHON) benchmarks/bench_qemu.py --json bench-results/bench_qemu.json
 	$(PYTHON) benchmarks/bench_ioworker.py --json bench-results/bench_ioworker.json
