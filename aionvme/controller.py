@@ -236,6 +236,7 @@ class Controller:
         """Tell running ioworkers their queues are going away (a reset): they
         leave without their outstanding commands, and their queues are not
         created again by the reset."""
+        from aionvme.workers.worker import STOP_GRACE_S
         for w in list(self._ioworkers):
             w._stop(reason, abandon=True, grace=STOP_GRACE_S)
 

@@ -154,8 +154,7 @@ def _io_size(io_size: Any, max_io: int, why: str) -> tuple[int, list[tuple[int, 
         lo, hi = one(io_size[0]), one(io_size[1])
         if lo > hi:
             raise InterfaceError(f"io_size range ({lo}, {hi}) is empty: lo is above hi")
-        members = list(range(lo, hi + 1))
-        ratios: dict[int, float] = {m: 1.0 for m in members}
+        ratios: dict[int, float] = dict.fromkeys(range(lo, hi + 1), 1.0)
     elif isinstance(io_size, (range, list)):
         if len(io_size) == 0:
             raise InterfaceError("io_size range or list is empty")
@@ -263,7 +262,7 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
     if not ns.nsze:
         raise InterfaceError("the namespace is not open: await aionvme.Namespace(nvme0, nsid) first")
     mqes = nvme.cap & 0xFFFF  # CAP.MQES is 0's based: the queue has MQES + 1 entries
-    qdepth = _int("qdepth", qdepth, 1, mqes, f" (CAP.MQES: the queue needs qdepth + 1 entries)")
+    qdepth = _int("qdepth", qdepth, 1, mqes, " (CAP.MQES: the queue needs qdepth + 1 entries)")
     max_io = min(nvme.mdts // ns.lba_size, 0x10000)
     why = f" (MDTS {nvme.mdts} bytes / LBA size {ns.lba_size})"
     sequence = None

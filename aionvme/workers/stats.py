@@ -64,6 +64,7 @@ class IOWorkerResult:
     reason: str
     error_code: int = 0
     stopped_by: str | None = None
+    data_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -120,6 +121,6 @@ def result(stats: Any, percentiles: tuple[float, ...]) -> IOWorkerResult:
         latency_average_us=raw["lat_sum_ns"] / done / 1000 if done else 0.0,
         latency_percentiles_us=dict(zip(percentiles, stats.percentiles(list(percentiles)))),
         io_per_second=stats.per_second(), error=raw["errors"], first_error=first,
-        reason=raw["reason"],
+        reason=raw["reason"], data_bytes=raw["bytes"],
         error_code=((first["completion"].sct << 8) | first["completion"].sc
                     if first is not None and first["kind"] == "status" else 0))

@@ -338,7 +338,7 @@ def _cpu_for(nvme: Any) -> int | None:
     that (this 2-core machine) they are not pinned: two 4K random read QD64
     workers pinned to cores 0 and 1 made 0.9-2.0 M IOPS together against
     2.9-4.0 M unpinned, as each pinned worker then competes with the
-    simulator for its core (measured with the simulator, 3 s runs).""" 
+    simulator for its core (measured with the simulator, 3 s runs)."""
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
