@@ -51,6 +51,7 @@ class Controller:
         self._aq: Any = None
         self._pollers: dict[int, Any] = {}
         self._io_qpairs: dict[int, Any] = {}
+        self._ioworkers: set[Any] = set()  # running IOWorkers (aionvme.workers)
         self._namespaces: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._mailbox: Any = None
         self.vectors = 0
@@ -97,6 +98,13 @@ class Controller:
         """Stop pollers, forget queues and release the device (the simulator exits)."""
         if self._closed:
             return
+        if self._ioworkers and self._device is not None:
+            # Workers first: their queues are deleted while the admin queue still works.
+            from aionvme.workers.worker import STOP_GRACE_S
+            for w in list(self._ioworkers):
+                w._stop("controller close", abandon=False, grace=STOP_GRACE_S)
+            for w in list(self._ioworkers):
+                await w._ended()
         self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -220,8 +228,25 @@ class Controller:
 
     async def _reinit(self, reason: str) -> None:
         """After a reset that took the controller away: bring it back, queues included."""
+        await self._stop_workers(reason)
         self._fail_outstanding(reason)
         await self._enable()
+
+    def _abandon_workers(self, reason: str) -> None:
+        """Tell running ioworkers their queues are going away (a reset): they
+        leave without their outstanding commands, and their queues are not
+        created again by the reset."""
+        from aionvme.workers.worker import STOP_GRACE_S
+        for w in list(self._ioworkers):
+            w._stop(reason, abandon=True, grace=STOP_GRACE_S)
+
+    async def _stop_workers(self, reason: str) -> None:
+        """Before a reset: stop every running ioworker and wait until each has
+        exited (killed after STOP_GRACE_S), so that none rings a doorbell of a
+        queue the reset deletes or a new queue reuses."""
+        self._abandon_workers(reason)
+        for w in list(self._ioworkers):
+            await w._ended()
 
     def _fail_outstanding_with(self, error: Exception) -> None:
         if self._aq is not None and not self._aq.closed:
@@ -450,6 +475,7 @@ class Controller:
         if self._backend is None:
             raise InterfaceError("the controller is not open")
         self._lost_cached_writes()
+        self._abandon_workers("power loss")
         self._fail_outstanding("power loss")
         self._backend.power_off()
 
@@ -518,7 +544,10 @@ class Controller:
     # -- resets ---------------------------------------------------------------
     async def reset(self) -> None:
         """Controller reset: CC.EN 1 -> 0 -> 1 (3.7.2).  Outstanding commands fail with
-        QueueDeletedError; IO queues are created again, so Qpair objects stay usable."""
+        QueueDeletedError; IO queues are created again, so Qpair objects stay usable.
+        Running ioworkers are stopped first (IOWorkerStopped); their queues are not
+        created again."""
+        await self._stop_workers("controller reset")
         self._fail_outstanding("controller reset")
         self._device.bar_write(REG_CC, 4, 0)
         await self._enable()

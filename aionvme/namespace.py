@@ -225,6 +225,7 @@ class Namespace:
                  io_count: Any = 0, lba_start: Any = 0, qprio: Any = 0,
                  output_io_per_second: Any = None, output_percentile_latency: Any = None, *,
                  lba_step: Any = None, op_percentage: Any = None, pattern: Any = 0,
+                 distribution: Any = None, io_sequence: Any = None,
                  interval: Any = 1.0, check: bool = True) -> Any:
         """An IO engine in its own process on its own I/O queue pair (seed: ``ioworker``).
 
@@ -232,9 +233,23 @@ class Namespace:
         starts it and waits for its end; ``await`` runs it to the end and returns
         the ``IOWorkerResult``.  ``time`` (seconds) and ``io_count`` limit the run
         (both 0: until ``w.cancel()``).  ``op_percentage`` ({opcode: percent})
-        replaces ``read_percentage``; ``pattern`` is the write data (an int dword,
-        bytes, "zeroes", "ones" or "random"); ``lba_step`` is the sequential stride.
-        ``check=False`` keeps a failed command in the result instead of raising.
+        replaces ``read_percentage``; ``lba_step`` is the sequential stride.
+
+        ``io_size`` is an int, or sizes drawn per IO: a ``range`` or a list (each
+        member alike), a ``(lo, hi)`` tuple (every size from lo to hi inclusive
+        alike) or a dict ``{size: ratio}``; start LBAs leave room for the largest,
+        ``lba_align`` defaults to the smallest, and sequential IO continues where
+        the last IO ended.  ``distribution`` (random IO) is a list of 100
+        percentages: the share of IOs in each of 100 equal sections of the region,
+        lowest LBAs first (e.g. ``[10] * 5 + [50 / 95] * 95``: half the IOs in the
+        first 5 %).  ``pattern`` is the write data: an int dword repeated, bytes
+        repeated, "zeroes", "ones", "random", or ``("random", pct)``: random with
+        the last ``pct`` percent of every LBA zeroes, so it compresses by about
+        ``pct`` percent.  Buffers are filled once per worker, one per command slot.
+        ``io_sequence`` replays ``(time_us, op, lba, nlb)`` tuples instead (op an
+        opcode or a name like "write"; times from the start, in order; each is sent
+        when due and a slot of ``qdepth`` is free).  ``check=False`` keeps a failed
+        command, or a stop by a reset, in the result instead of raising.
 
         Example:
             >>> r = await nvme0n1.ioworker(io_size=8, lba_align=8, lba_random=True,
@@ -245,8 +260,9 @@ class Namespace:
         args = check_args(self, io_size, lba_align, lba_random, read_percentage, time, qdepth,
                           region_start, region_end, iops, io_count, lba_start, qprio,
                           output_io_per_second, output_percentile_latency, lba_step=lba_step,
-                          op_percentage=op_percentage, pattern=pattern, interval=interval,
-                          check=check)
+                          op_percentage=op_percentage, pattern=pattern,
+                          distribution=distribution, io_sequence=io_sequence,
+                          interval=interval, check=check)
         return IOWorker(self, args)
 
     # -- data verification hook (aionvme.verify) ---------------------------------

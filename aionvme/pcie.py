@@ -80,6 +80,8 @@ class Pcie:
         if pm is None:
             raise InterfaceError("the function has no power management capability")
         old = self.power_state
+        if state == 3:
+            await self.nvme._stop_workers("D0 to D3hot transition")
         self.write(pm + 4, 2, (self.register(pm + 4, 2) & ~3) | state)
         if old == 3 and state == 0:
             await self.nvme._reinit("D3hot to D0 transition")
@@ -135,6 +137,7 @@ class Pcie:
         pcie_cap = self.cap_offset(CAP_PCIE)
         if pcie_cap is None:
             raise InterfaceError("the function has no PCI Express capability (no FLR)")
+        await self.nvme._stop_workers("function level reset")
         self.nvme._fail_outstanding("function level reset")
         self.write(pcie_cap + 8, 2, self.register(pcie_cap + 8, 2) | 0x8000)
         await self.nvme._reinit("function level reset")

@@ -119,7 +119,8 @@ class Qpair:
             if poller is not None and self._core in poller.qpairs:
                 poller.qpairs.remove(self._core)
             self._core.close()
-            nvme._io_qpairs.pop(self.qid, None)
+            if nvme._io_qpairs.get(self.qid) is self:  # a reset may have handed the qid on
+                del nvme._io_qpairs[self.qid]
             self._created = False
 
     def cmdlog(self, count: int = 0) -> Cmdlog:

@@ -30,6 +30,7 @@ class Subsystem:
         """NVM Subsystem Reset through NSSR (3.7.1); the controller is initialised again."""
         if not (self.nvme.cap >> 36) & 1:
             raise InterfaceError("the controller does not support NVM subsystem reset (CAP.NSSRS = 0)")
+        await self.nvme._stop_workers("NVM subsystem reset")
         self.nvme._fail_outstanding("NVM subsystem reset")
         self.nvme.write_register(0x20, NSSR_MAGIC)
         await self.nvme._reinit("NVM subsystem reset")
@@ -39,7 +40,9 @@ class Subsystem:
         await self.nvme.shutdown(abrupt)
 
     async def power_off(self) -> None:
-        """Remove power now (unflushed cached writes are lost)."""
+        """Remove power now (unflushed cached writes are lost); running ioworkers
+        are stopped first."""
+        await self.nvme._stop_workers("power cycle")
         self.nvme._power_loss()
 
     async def power_on(self) -> None:

@@ -117,3 +117,12 @@ class IOWorkerCommandError(IOWorkerError, CommandError):
 
 class IOWorkerTimeout(IOWorkerError, CommandTimeout):
     """A command of the worker got no completion in time."""
+
+
+class IOWorkerStopped(IOWorkerError):
+    """The test stopped the worker before it finished: a controller reset, FLR,
+    subsystem reset, power cycle or ``Controller.close()``; ``cause`` names it."""
+
+    def __init__(self, message: str, *, cause: str, result: Any = None) -> None:
+        IOWorkerError.__init__(self, message, result=result)
+        self.cause = cause

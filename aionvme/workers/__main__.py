@@ -29,6 +29,8 @@ def main(argv: list[str]) -> int:
     _die_with_parent(spec["parent_pid"])
     # Ctrl-C goes to the whole process group: the parent decides, and sets the stop flag.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if spec.get("cpu") is not None:
+        os.sched_setaffinity(0, {spec["cpu"]})
     from aionvme import _core
 
     spec["mix"] = bytes.fromhex(spec["mix"])

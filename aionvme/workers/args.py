@@ -23,11 +23,19 @@ OPS = ("read", "write", "flush", "write_zeroes", "deallocate", "compare", "verif
 OPCODES = {0x02: "read", 0x01: "write", 0x00: "flush", 0x08: "write_zeroes",
            0x09: "deallocate", 0x05: "compare", 0x0C: "verify"}
 PATTERNS = ("zeroes", "ones", "random")
+MAX_SIZES = 4096              # distinct io sizes of one worker (ANV_IOW_SIZES)
+SECTIONS = 100                # distribution: equal sections of the region (ANV_IOW_SECTIONS)
+MAX_SEQUENCE = 1_000_000      # io_sequence commands (24 bytes each in the DMA arena)
+WEIGHT_SCALE = 1 << 40        # ratios become integer weights of this total
 
 
 @dataclasses.dataclass
 class IOWorkerArgs:
-    """Checked arguments of one ioworker (LBAs in the namespace's LBA size)."""
+    """Checked arguments of one ioworker (LBAs in the namespace's LBA size).
+
+    ``io_size`` is the largest size; ``sizes`` the (size, integer weight)
+    pairs when sizes vary; ``distribution`` the integer weights of 100
+    sections; ``io_sequence`` (time_us, op slot, lba, nlb) tuples."""
     io_size: int
     lba_align: int
     lba_random: bool
@@ -47,6 +55,26 @@ class IOWorkerArgs:
     percentiles: tuple[float, ...]
     output_io_per_second: list[int] | None = None
     output_percentile_latency: dict[float, float] | None = None
+    sizes: list[tuple[int, int]] | None = None
+    lba_step_io: bool = False
+    distribution: list[int] | None = None
+    io_sequence: list[tuple[float, int, int, int]] | None = None
+
+    def size_table(self) -> list[tuple[int, int]]:
+        """(size, cumulative weight) pairs for the worker (empty: every IO is io_size)."""
+        out, cum = [], 0
+        for size, weight in self.sizes or ():
+            cum += weight
+            out.append((size, cum))
+        return out
+
+    def dist_table(self) -> list[int]:
+        """Cumulative section weights for the worker (empty: uniform)."""
+        out, cum = [], 0
+        for weight in self.distribution or ():
+            cum += weight
+            out.append(cum)
+        return out
 
     def mix_table(self) -> bytes:
         """MIX_STEPS op slots drawn uniformly per command: the mix in 0.1 % steps."""
@@ -63,7 +91,7 @@ class IOWorkerArgs:
 
     @property
     def unlimited(self) -> bool:
-        return not self.time and not self.io_count
+        return not self.time and not self.io_count and not self.io_sequence
 
 
 def _int(name: str, value: Any, lo: int, hi: int | None = None, why: str = "") -> int:
@@ -97,9 +125,116 @@ def _mix(read_percentage: Any, op_percentage: Any) -> dict[str, float]:
     return {k: v for k, v in mix.items() if v}
 
 
+def _weights(name: str, ratios: dict[Any, Any]) -> dict[Any, int]:
+    """Ratios (numbers >= 0, not all 0) as integer weights summing to about WEIGHT_SCALE."""
+    for key, r in ratios.items():
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < float("inf"):
+            raise InterfaceError(f"{name}[{key!r}] {r!r} must be a number >= 0")
+    total = sum(ratios.values())
+    if not total > 0:
+        raise InterfaceError(f"{name}: the ratios sum to 0")
+    return {k: round(r * WEIGHT_SCALE / total) for k, r in ratios.items()}
+
+
+def _io_size(io_size: Any, max_io: int, why: str) -> tuple[int, list[tuple[int, int]] | None]:
+    """The largest size and, when sizes vary, the (size, weight) pairs.
+
+    An int is every IO's size; a ``range`` or a list draws each of its
+    members alike (a member listed twice, twice as often); a 2-tuple
+    ``(lo, hi)`` draws every size from lo to hi inclusive alike; a dict
+    ``{size: ratio}`` draws each size in proportion to its ratio."""
+    def one(v: Any) -> int:
+        return _int("io_size", v, 1, max_io, why)
+
+    if isinstance(io_size, int) and not isinstance(io_size, bool):
+        return one(io_size), None
+    if isinstance(io_size, tuple):
+        if len(io_size) != 2:
+            raise InterfaceError(f"io_size tuple {io_size!r} must be (lo, hi): a range of sizes")
+        lo, hi = one(io_size[0]), one(io_size[1])
+        if lo > hi:
+            raise InterfaceError(f"io_size range ({lo}, {hi}) is empty: lo is above hi")
+        ratios: dict[int, float] = dict.fromkeys(range(lo, hi + 1), 1.0)
+    elif isinstance(io_size, (range, list)):
+        if len(io_size) == 0:
+            raise InterfaceError("io_size range or list is empty")
+        ratios = {}
+        for v in io_size:
+            ratios[one(v)] = ratios.get(v, 0.0) + 1.0
+    elif isinstance(io_size, dict):
+        if not io_size:
+            raise InterfaceError("io_size dict is empty: give {size: ratio}")
+        ratios = {one(k): v for k, v in io_size.items()}
+    else:
+        raise InterfaceError(f"io_size must be an int, a range, a (lo, hi) tuple, a list or a "
+                             f"dict of size -> ratio, not {type(io_size).__name__}")
+    if len(ratios) > MAX_SIZES:
+        raise InterfaceError(f"io_size has {len(ratios)} distinct sizes: at most {MAX_SIZES}")
+    weights = _weights("io_size", ratios)
+    sizes = sorted((k, w) for k, w in weights.items() if w)
+    if not sizes:
+        raise InterfaceError("io_size: every ratio is 0")
+    return max(k for k, _ in sizes), sizes
+
+
+def _distribution(distribution: Any) -> list[int] | None:
+    """100 percentages (summing to 100): the share of IOs in each of 100 equal
+    sections of the region, lowest LBAs first (pynvme 2.x gave per-10,000
+    counts: divide them by 100)."""
+    if distribution is None:
+        return None
+    if not isinstance(distribution, (list, tuple)) or len(distribution) != SECTIONS:
+        raise InterfaceError(f"distribution must be a list of {SECTIONS} percentages "
+                             f"(one per section of the region)")
+    for i, p in enumerate(distribution):
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 100:
+            raise InterfaceError(f"distribution[{i}] {p!r} is outside 0..100")
+    total = sum(distribution)
+    if abs(total - 100) > 1e-6:
+        raise InterfaceError(f"distribution sums to {total:g}, not 100")
+    weights = _weights("distribution", dict(enumerate(distribution)))
+    return [weights[i] for i in range(SECTIONS)]
+
+
+def _sequence(seq: Any, nsze: int, max_io: int, why: str) -> list[tuple[float, int, int, int]]:
+    """(time_us, op, lba, nlb) tuples, times from the start and never decreasing."""
+    if not isinstance(seq, (list, tuple)) or not seq:
+        raise InterfaceError("io_sequence must be a non-empty list of "
+                             "(time_us, opcode or op name, lba, nlb) tuples")
+    if len(seq) > MAX_SEQUENCE:
+        raise InterfaceError(f"io_sequence has {len(seq)} commands: at most {MAX_SEQUENCE}")
+    out, last = [], 0.0
+    for i, item in enumerate(seq):
+        if not isinstance(item, (list, tuple)) or len(item) != 4:
+            raise InterfaceError(f"io_sequence[{i}] {item!r} is not a (time_us, op, lba, nlb) tuple")
+        t, op, lba, nlb = item
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= MAX_TIME_S * 1e6:
+            raise InterfaceError(f"io_sequence[{i}] time_us {t!r} is outside 0..{MAX_TIME_S * 10**6}")
+        if t < last:
+            raise InterfaceError(f"io_sequence[{i}] time_us {t} is before the previous {last}: "
+                                 f"the sequence must be in time order")
+        last = float(t)
+        name = OPCODES.get(op) if isinstance(op, int) and not isinstance(op, bool) else op
+        if name not in OPS:
+            raise InterfaceError(
+                f"io_sequence[{i}] op {op!r} is not one of the opcodes "
+                f"{', '.join(f'{k:#04x} ({v})' for k, v in OPCODES.items())}")
+        nlb = _int(f"io_sequence[{i}] nlb", nlb, 1, max_io, why)
+        lba = _int(f"io_sequence[{i}] lba", lba, 0, nsze - nlb,
+                   f" (NSZE {nsze}: the command must end inside the namespace)")
+        out.append((last, OPS.index(name), lba, nlb))
+    return out
+
+
 def _pattern(pattern: Any) -> Any:
     if isinstance(pattern, bool):
         raise InterfaceError("pattern must be an int dword, bytes, or one of " + ", ".join(PATTERNS))
+    if isinstance(pattern, tuple):
+        if len(pattern) != 2 or pattern[0] != "random":
+            raise InterfaceError(f"pattern {pattern!r} is not ('random', compressible percent)")
+        return ("random", _int("pattern compressible percent", pattern[1], 0, 100))
+    if pattern == "random":
+        return ("random", 0)
     if isinstance(pattern, int):
         return _int("pattern", pattern, 0, 0xFFFFFFFF, " (a dword repeated)")
     if isinstance(pattern, (bytes, bytearray)):
@@ -118,6 +253,7 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
                io_count: Any = 0, lba_start: Any = 0, qprio: Any = 0,
                output_io_per_second: Any = None, output_percentile_latency: Any = None, *,
                lba_step: Any = None, op_percentage: Any = None, pattern: Any = 0,
+               distribution: Any = None, io_sequence: Any = None,
                interval: Any = 1.0, check: bool = True) -> IOWorkerArgs:
     """Check every argument against the namespace and its controller."""
     nvme = ns.nvme
@@ -128,18 +264,35 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
     mqes = nvme.cap & 0xFFFF  # CAP.MQES is 0's based: the queue has MQES + 1 entries
     qdepth = _int("qdepth", qdepth, 1, mqes, " (CAP.MQES: the queue needs qdepth + 1 entries)")
     max_io = min(nvme.mdts // ns.lba_size, 0x10000)
-    io_size = _int("io_size", io_size, 1, max_io,
-                   f" (MDTS {nvme.mdts} bytes / LBA size {ns.lba_size})")
-    lba_align = io_size if lba_align is None else _int("lba_align", lba_align, 1, 0xFFFFFFFF)
+    why = f" (MDTS {nvme.mdts} bytes / LBA size {ns.lba_size})"
+    sequence = None
+    if io_sequence is not None:
+        for name, value, default in (("io_count", io_count, 0), ("iops", iops, 0),
+                                     ("distribution", distribution, None),
+                                     ("op_percentage", op_percentage, None)):
+            if value != default:
+                raise InterfaceError(f"{name} does not apply with io_sequence, which gives "
+                                     f"every command")
+        sequence = _sequence(io_sequence, ns.nsze, max_io, why)
+        io_size, sizes = max(c[3] for c in sequence), None
+    else:
+        io_size, sizes = _io_size(io_size, max_io, why)
+    smallest = min(k for k, _ in sizes) if sizes else io_size
+    lba_align = smallest if lba_align is None else _int("lba_align", lba_align, 1, 0xFFFFFFFF)
     if not isinstance(lba_random, (bool, int)):
         raise InterfaceError(f"lba_random must be a bool, not {type(lba_random).__name__}")
     step_default = -(-io_size // lba_align) * lba_align
+    # Varying sizes, sequential: each IO starts where the last ended (aligned up).
+    lba_step_io = lba_step is None and sizes is not None
     if lba_step is None:
         lba_step = step_default
     else:
         _int("lba_step", lba_step, -ns.nsze, ns.nsze)
         if lba_random:
             raise InterfaceError("lba_step applies to sequential IO: pass lba_random=False")
+    dist = _distribution(distribution)
+    if dist is not None and not lba_random:
+        raise InterfaceError("distribution applies to random IO: pass lba_random=True")
     mix = _mix(read_percentage, op_percentage)
     if isinstance(time, bool) or not isinstance(time, (int, float)) or not 0 <= time <= MAX_TIME_S:
         raise InterfaceError(f"time {time!r} is outside 0..{MAX_TIME_S} seconds (0: no limit)")
@@ -155,6 +308,10 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
         raise InterfaceError(
             f"the region [{region_start}, {region_end}) is empty: no IO of io_size {io_size} "
             f"aligned to lba_align {lba_align} fits in it")
+    slots = (region_end - io_size - first) // lba_align + 1
+    if dist is not None and slots < SECTIONS:
+        raise InterfaceError(f"distribution needs at least {SECTIONS} aligned start LBAs in the "
+                             f"region; [{region_start}, {region_end}) has {slots}")
     lba_start = _int("lba_start", lba_start, 0, None, " (0: start at region_start)")
     if lba_start and not region_start <= lba_start <= region_end - io_size:
         raise InterfaceError(f"lba_start {lba_start} is outside the region "
@@ -177,4 +334,5 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
         region_end=region_end, iops=iops, io_count=io_count, lba_start=lba_start, qprio=qprio,
         pattern=_pattern(pattern), interval=float(interval), check=bool(check),
         percentiles=percentiles, output_io_per_second=output_io_per_second,
-        output_percentile_latency=output_percentile_latency)
+        output_percentile_latency=output_percentile_latency, sizes=sizes,
+        lba_step_io=lba_step_io, distribution=dist, io_sequence=sequence)

@@ -40,7 +40,11 @@ class IOWorkerResult:
     ``mseconds``, ``latency_max_us``, ``error``...); ``io_counts`` has every
     operation, ``latency_percentiles_us`` maps a percentile to microseconds,
     and ``first_error`` holds the failing CQE (a ``Completion``), its LBA,
-    opcode and kind ("status" or "verify").
+    opcode and kind ("status" or "verify").  ``error_code`` is the seed's
+    ``error``: (SCT << 8) | SC of the first failed command, 0 when none.
+    ``reason`` says why it ended ("time", "io_count", "stopped", "error",
+    "timeout", "device", "verify", "abandoned"); ``stopped_by`` names what
+    stopped it early ("controller reset", "power cycle", ...), or is None.
     """
     io_counts: dict[str, int]
     io_count_read: int
@@ -58,6 +62,9 @@ class IOWorkerResult:
     error: int
     first_error: dict[str, Any] | None
     reason: str
+    error_code: int = 0
+    stopped_by: str | None = None
+    data_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -114,4 +121,6 @@ def result(stats: Any, percentiles: tuple[float, ...]) -> IOWorkerResult:
         latency_average_us=raw["lat_sum_ns"] / done / 1000 if done else 0.0,
         latency_percentiles_us=dict(zip(percentiles, stats.percentiles(list(percentiles)))),
         io_per_second=stats.per_second(), error=raw["errors"], first_error=first,
-        reason=raw["reason"])
+        reason=raw["reason"], data_bytes=raw["bytes"],
+        error_code=((first["completion"].sct << 8) | first["completion"].sc
+                    if first is not None and first["kind"] == "status" else 0))

@@ -6,13 +6,14 @@ import asyncio
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from aionvme import _core
 from aionvme.exceptions import (InterfaceError, IOWorkerCommandError, IOWorkerDied,
-                                IOWorkerError, IOWorkerTimeout, command_error)
+                                IOWorkerError, IOWorkerStopped, IOWorkerTimeout, command_error)
 from aionvme.settings import SETTINGS
 from aionvme.workers.args import IOWorkerArgs
 from aionvme.workers.stats import IOWorkerResult, Snapshot, result, snapshot
@@ -23,13 +24,19 @@ if TYPE_CHECKING:
 
 STDERR_TAIL = 2000     # bytes of a dead worker's stderr put in the exception
 GRACE_S = 5.0          # beyond its own command timeout, how long a stopping worker may take
+STOP_GRACE_S = 2.0     # a worker told to stop by a reset, Ctrl-C or close: then it is killed
+PIN_MIN_CPUS = 4       # pin workers to cores only with this many (see _cpu_for)
+SEQ_ENTRY = struct.Struct("<QQII")  # struct anv_iow_seq
 
 
-def _fill(buf: Any, pattern: Any) -> None:
+def _fill(buf: Any, pattern: Any, lba_size: int) -> None:
     """Write data of every write command (the buffers are reused as they are)."""
     size = len(buf)
-    if pattern == "random":
-        buf[0:size] = os.urandom(size)
+    if isinstance(pattern, tuple):
+        # ("random", pct): the last pct % of every LBA is zeroes, the rest random.
+        keep = lba_size - lba_size * pattern[1] // 100
+        zeroes = bytes(lba_size - keep)
+        buf[0:size] = b"".join(os.urandom(keep) + zeroes for _ in range(size // lba_size))
         return
     if pattern == "ones":
         unit = b"\xff"
@@ -55,7 +62,7 @@ class IOWorker:
     """
 
     __slots__ = ("ns", "args", "result", "_qpair", "_bufs", "_stats", "_proc", "_task",
-                 "_error", "_killer", "_stderr")
+                 "_error", "_killer", "_stderr", "_stopped_by", "_overran", "cpu")
 
     def __init__(self, ns: "Namespace", args: IOWorkerArgs) -> None:
         self.ns = ns
@@ -69,6 +76,9 @@ class IOWorker:
         self._error: BaseException | None = None
         self._killer: asyncio.TimerHandle | None = None
         self._stderr = b""
+        self._stopped_by: str | None = None
+        self._overran = False
+        self.cpu: int | None = None  # the core the worker is pinned to, if any
 
     # -- running it ---------------------------------------------------------------
     def __await__(self):  # type: ignore[no-untyped-def]
@@ -103,6 +113,8 @@ class IOWorker:
 
         ns, a = self.ns, self.args
         nvme = ns.nvme
+        if nvme.closed:
+            raise InterfaceError("the controller was closed")
         doorbells, bar_fd, db_fd = nvme._live_device().doorbell_fds()
         arena = _core.arena()
         # A polled queue (5.4: IEN 0) the worker reaps itself; qdepth commands fit in qdepth + 1.
@@ -111,9 +123,15 @@ class IOWorker:
         self._qpair = qp
         try:
             data = _core.Buffer(a.qdepth * a.io_size * ns.lba_size, "ioworker data")
-            _fill(data, a.pattern)
+            _fill(data, a.pattern, ns.lba_size)
             aux = _core.Buffer(a.qdepth * 16, "ioworker dsm ranges")
-            self._bufs = (data, aux)
+            seq = None
+            if a.io_sequence:
+                seq = _core.Buffer(len(a.io_sequence) * SEQ_ENTRY.size, "ioworker io_sequence")
+                seq[0:seq.size] = b"".join(SEQ_ENTRY.pack(round(t * 1000), lba, nlb, op)
+                                           for t, op, lba, nlb in a.io_sequence)
+            self._bufs = (data, aux, seq)
+            self.cpu = _cpu_for(nvme)
             self._stats = _core.IOWorkerStats()
             core = qp._core
             dbbuf = nvme._dbbuf
@@ -132,6 +150,10 @@ class IOWorker:
                 "io_count": a.io_count, "iops": a.iops,
                 "timeout_ns": int(SETTINGS.timeout * 1e9), "mix": a.mix_table().hex(),
                 "data_iova": data.iova, "aux_iova": aux.iova,
+                "sizes": a.size_table(), "lba_step_io": int(a.lba_step_io),
+                "dist_cum": a.dist_table(),
+                "seq_iova": seq.iova if seq is not None else 0,
+                "nseq": len(a.io_sequence or ()), "cpu": self.cpu,
             }
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "aionvme.workers", json.dumps(spec),
@@ -143,18 +165,44 @@ class IOWorker:
         loop = asyncio.get_running_loop()
         if a.time:
             # A worker that outlives its time limit by its command timeout and more is stuck.
-            self._killer = loop.call_later(a.time + SETTINGS.timeout + GRACE_S, self._kill)
+            self._killer = loop.call_later(a.time + SETTINGS.timeout + GRACE_S, self._overrun)
         self._task = loop.create_task(self._supervise())
+        nvme._ioworkers.add(self)
         return self
 
     def cancel(self) -> None:
         """Stop early: the worker submits no more commands and drains the rest."""
+        self._stop(None, abandon=False, grace=SETTINGS.timeout + GRACE_S)
+
+    def _stop(self, cause: str | None, *, abandon: bool, grace: float) -> None:
+        """Tell a running worker to stop, and kill it if it has not exited after ``grace``.
+
+        ``abandon``: a reset is about to delete its queue on the device (3.7.2:
+        CC.EN to 0 deletes every I/O queue), so the worker leaves without waiting
+        for its commands, and the queue is forgotten here at once: the reset must
+        not create it again, and no Delete I/O SQ/CQ is sent for it."""
         if self._stats is None or self._task is None or self._task.done():
             return
-        self._stats.stop()
+        if cause is not None and self._stopped_by is None:
+            self._stopped_by = cause
+        self._stats.stop(abandon)
+        qp = self._qpair
+        if abandon and qp is not None and qp._created:
+            qp._created = False
+            if self.ns.nvme._io_qpairs.get(qp.qid) is qp:
+                del self.ns.nvme._io_qpairs[qp.qid]
         if self._killer is not None:
             self._killer.cancel()
-        self._killer = asyncio.get_running_loop().call_later(SETTINGS.timeout + GRACE_S, self._kill)
+        self._killer = asyncio.get_running_loop().call_later(grace, self._kill)
+
+    async def _ended(self) -> None:
+        """Wait until the process exited and the queue was released (never raises)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    def _overrun(self) -> None:
+        self._overran = True
+        self._kill()
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.returncode is None:
@@ -166,15 +214,21 @@ class IOWorker:
     async def wait(self) -> IOWorkerResult:
         """Wait for the end; raise what stopped the worker, if anything did.
 
-        Cancelling the waiting task kills the worker (and still deletes its queue).
+        Cancelling the waiting task (Ctrl-C in ``asyncio.run``) stops the worker:
+        it drains, is killed if it cannot within a grace time, and its queue is
+        deleted before the cancellation goes on.
         """
         if self._task is None:
             raise InterfaceError("the ioworker was not started")
         try:
             await asyncio.shield(self._task)
         except asyncio.CancelledError:
-            self._kill()
-            await self._task
+            self._stop(None, abandon=False, grace=STOP_GRACE_S)
+            while not self._task.done():
+                try:
+                    await asyncio.shield(self._task)
+                except asyncio.CancelledError:
+                    self._kill()  # cancelled again: no more waiting for the drain
             raise
         if self._error is not None and (self.args.check or isinstance(self._error, IOWorkerDied)):
             raise self._error
@@ -197,13 +251,26 @@ class IOWorker:
             await self._release()
         except Exception as e:  # the queue could not be deleted: say so, after the rest
             self._error = e
+        finally:
+            self.ns.nvme._ioworkers.discard(self)
         stats = self._stats
         done = stats is not None and stats.done
         res = result(stats, self.args.percentiles) if stats is not None and stats.started else None
         self.result = res
         if res is not None:
+            res.stopped_by = self._stopped_by
             self._outputs(res)
-        if rc != 0 or not done:
+        cause = self._stopped_by
+        if cause is not None and (res is None or res.reason in ("stopped", "abandoned")):
+            how = "" if rc == 0 and done else "; its process was killed: it did not stop in time"
+            self._error = IOWorkerStopped(f"the ioworker was stopped early by the test ({cause}{how})",
+                                          cause=cause, result=res)
+        elif self._overran:
+            # The seed's -4, "ioworker timeout": far beyond its time limit.
+            self._error = IOWorkerTimeout(
+                f"the ioworker ran {SETTINGS.timeout + GRACE_S:g} s beyond its time limit of "
+                f"{self.args.time:g} s and was killed", result=res)
+        elif rc != 0 or not done:
             tail = self._stderr[-STDERR_TAIL:].decode(errors="replace").strip()
             how = (f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}")
             self._error = IOWorkerDied(
@@ -222,6 +289,7 @@ class IOWorker:
                 a.output_percentile_latency[k] = res.latency_percentiles_us[float(k)] / 1000
 
     async def _release(self) -> None:
+        """Delete the worker's queue pair (once its process is gone)."""
         qp, self._qpair = self._qpair, None
         self._bufs = ()
         if qp is not None:
@@ -260,6 +328,26 @@ class IOWorker:
     def __repr__(self) -> str:
         state = "running" if self.running else ("done" if self._task else "not started")
         return f"<IOWorker pid={self.pid} qid={self.qid} {state}>"
+
+
+def _cpu_for(nvme: Any) -> int | None:
+    """The core for a new worker, or None to leave it to the scheduler.
+
+    With PIN_MIN_CPUS cores or more, workers go round-robin over the cores
+    but the first, which stays for the parent and the simulator.  Below
+    that (this 2-core machine) they are not pinned: two 4K random read QD64
+    workers pinned to cores 0 and 1 made 0.9-2.0 M IOPS together against
+    2.9-4.0 M unpinned, as each pinned worker then competes with the
+    simulator for its core (measured with the simulator, 3 s runs)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if len(cpus) < PIN_MIN_CPUS:
+        return None
+    taken = {w.cpu for w in nvme._ioworkers if w.cpu is not None}
+    free = [c for c in cpus[1:] if c not in taken]
+    return free[0] if free else cpus[1 + len(nvme._ioworkers) % (len(cpus) - 1)]
 
 
 def _error_of(res: IOWorkerResult) -> IOWorkerError | None:

@@ -7,7 +7,8 @@ from libc.string cimport memset
 import os as _os_iow
 
 IOW_OPS = ("read", "write", "flush", "write_zeroes", "deallocate", "compare", "verify")
-IOW_REASONS = ("none", "time", "io_count", "stopped", "error", "timeout", "device", "verify")
+IOW_REASONS = ("none", "time", "io_count", "stopped", "error", "timeout", "device", "verify",
+               "abandoned")
 
 
 cdef class IOWorkerStats:
@@ -53,11 +54,13 @@ cdef class IOWorkerStats:
             raise _exc.InterfaceError("the statistics block is closed")
         return 0
 
-    def stop(self):
-        """Ask the worker to stop: it submits no more and drains what is outstanding."""
+    def stop(self, abandon=False):
+        """Ask the worker to stop: it submits no more and drains what is outstanding,
+        or with ``abandon`` leaves at once (a reset is deleting its queue)."""
+        cdef uint32_t how = ANV_IOW_STOP_ABANDON if abandon else ANV_IOW_STOP_DRAIN
         self._live()
         with nogil:
-            __anv_store_u32(&self.st.stop, 1)
+            __anv_store_u32(&self.st.stop, how)
 
     @property
     def state(self):
@@ -179,8 +182,25 @@ def ioworker_run(dict a, IOWorkerStats stats):
         cfg.nsid = a["nsid"]
         cfg.lba_size = a["lba_size"]
         cfg.io_size = a["io_size"]
+        sizes = a.get("sizes") or ()
+        if len(sizes) > ANV_IOW_SIZES:
+            raise _exc.InterfaceError(f"{len(sizes)} io sizes: at most {ANV_IOW_SIZES}")
+        cfg.nsizes = len(sizes)
+        for i, (size, cum) in enumerate(sizes):
+            cfg.sizes[i] = size
+            cfg.size_cum[i] = cum
+        dist = a.get("dist_cum") or ()
+        if dist and len(dist) != ANV_IOW_SECTIONS:
+            raise _exc.InterfaceError(f"the distribution has {len(dist)} sections, "
+                                      f"not {ANV_IOW_SECTIONS}")
+        for i, cum in enumerate(dist):
+            cfg.dist_cum[i] = cum
         cfg.lba_align = a["lba_align"]
         cfg.lba_step = a["lba_step"]
+        cfg.lba_step_io = a.get("lba_step_io", 0)
+        if a.get("nseq"):
+            cfg.seq = <const anv_iow_seq *>(ar.base + <uint64_t>a["seq_iova"])
+            cfg.nseq = a["nseq"]
         cfg.lba_random = a["lba_random"]
         cfg.region_start = a["region_start"]
         cfg.region_end = a["region_end"]

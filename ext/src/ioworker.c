@@ -22,13 +22,16 @@ struct iow {
 	uint64_t rng;
 	uint64_t lo, nslots;   /* aligned start LBAs: lo + i * lba_align, i < nslots */
 	uint64_t hi;           /* the highest start LBA */
+	int dist;              /* random start LBAs drawn by section (cfg->dist_cum) */
+	uint64_t sec_lo[ANV_IOW_SECTIONS], sec_n[ANV_IOW_SECTIONS]; /* slots of each section */
 	uint64_t next_lba;     /* sequential */
 	uint32_t io_bytes;
 	int single_op;         /* -1: draw from the mix */
 	uint64_t *sub_ns;      /* per CID: submission time */
 	uint64_t *lba;         /* per CID: start LBA */
+	uint32_t *nlb;         /* per CID: LBAs of its command */
 	uint8_t *op;           /* per CID: enum anv_iow_op */
-	uint64_t *prp1, *prp2; /* per CID: the data pointer of its buffer */
+	uint64_t *prp1, *prp2; /* per CID: the data pointer of its buffer (for io_size) */
 	uint64_t submitted;
 	uint32_t reason;
 };
@@ -71,9 +74,18 @@ static inline void put64(uint64_t *p, uint64_t v)
 	__atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 
+/* Cumulative weights: never decreasing; @need_total: the last is above 0. */
+static int bad_cum(const uint64_t *cum, uint32_t n, int need_total)
+{
+	for (uint32_t i = 1; i < n; i++)
+		if (cum[i] < cum[i - 1])
+			return 1;
+	return need_total && !cum[n - 1];
+}
+
 int anv_ioworker_check(const struct anv_iow_cfg *c, const struct anv_qpair *qp)
 {
-	uint64_t first;
+	uint64_t first, nslots;
 
 	if (!c->io_size || c->io_size > 0x10000 || !c->lba_align || !c->lba_size ||
 	    !c->qdepth || c->qdepth > qp->depth - 1 || c->region_end <= c->region_start ||
@@ -82,6 +94,22 @@ int anv_ioworker_check(const struct anv_iow_cfg *c, const struct anv_qpair *qp)
 	first = (c->region_start + c->lba_align - 1) / c->lba_align * c->lba_align;
 	if (first + c->io_size > c->region_end)
 		goto invalid; /* no aligned IO fits in the region */
+	nslots = (c->region_end - c->io_size - first) / c->lba_align + 1;
+	if (c->nsizes > ANV_IOW_SIZES || (c->nsizes && bad_cum(c->size_cum, c->nsizes, 1)))
+		goto invalid;
+	for (uint32_t i = 0; i < c->nsizes; i++)
+		if (!c->sizes[i] || c->sizes[i] > c->io_size)
+			goto invalid;
+	/* Every section needs at least one start LBA. */
+	if (bad_cum(c->dist_cum, ANV_IOW_SECTIONS, 0) ||
+	    (c->dist_cum[ANV_IOW_SECTIONS - 1] && nslots < ANV_IOW_SECTIONS))
+		goto invalid;
+	if (c->nseq && !c->seq)
+		goto invalid;
+	for (uint64_t i = 0; i < c->nseq; i++)
+		if (c->seq[i].op >= ANV_IOW_NOPS || !c->seq[i].nlb || c->seq[i].nlb > c->io_size ||
+		    (i && c->seq[i].time_ns < c->seq[i - 1].time_ns))
+			goto invalid;
 	if (c->lba_start && (c->lba_start < c->region_start ||
 			     c->lba_start + c->io_size > c->region_end))
 		goto invalid;
@@ -111,16 +139,22 @@ static int iow_init(struct iow *w, const struct anv_iow_cfg *c, struct anv_qpair
 	w->nslots = (c->region_end - c->io_size - w->lo) / c->lba_align + 1;
 	w->hi = w->lo + (w->nslots - 1) * c->lba_align;
 	w->next_lba = c->lba_start ? c->lba_start : w->lo;
+	w->dist = c->dist_cum[ANV_IOW_SECTIONS - 1] != 0;
+	for (uint32_t s = 0; s < ANV_IOW_SECTIONS; s++) {
+		w->sec_lo[s] = w->nslots * s / ANV_IOW_SECTIONS;
+		w->sec_n[s] = w->nslots * (s + 1u) / ANV_IOW_SECTIONS - w->sec_lo[s];
+	}
 	w->single_op = c->mix[0];
 	for (uint32_t i = 1; i < ANV_IOW_MIX; i++)
 		if (c->mix[i] != c->mix[0])
 			w->single_op = -1;
 	w->sub_ns = calloc(ncid, sizeof(uint64_t));
 	w->lba = calloc(ncid, sizeof(uint64_t));
+	w->nlb = calloc(ncid, sizeof(uint32_t));
 	w->op = calloc(ncid, 1);
 	w->prp1 = calloc(ncid, sizeof(uint64_t));
 	w->prp2 = calloc(ncid, sizeof(uint64_t));
-	if (!w->sub_ns || !w->lba || !w->op || !w->prp1 || !w->prp2)
+	if (!w->sub_ns || !w->lba || !w->nlb || !w->op || !w->prp1 || !w->prp2)
 		return -1;
 	/* Each CID owns one data buffer: its PRPs (and PRP list) are built once. */
 	for (uint32_t cid = 0; cid < c->qdepth; cid++) {
@@ -135,22 +169,52 @@ static void iow_fini(struct iow *w)
 {
 	free(w->sub_ns);
 	free(w->lba);
+	free(w->nlb);
 	free(w->op);
 	free(w->prp1);
 	free(w->prp2);
 }
 
-static inline uint64_t next_lba(struct iow *w)
+/* The index of the first cumulative weight above a uniform draw below the total. */
+static inline uint32_t pick(struct iow *w, const uint64_t *cum, uint32_t n)
+{
+	uint64_t r = rnd_below(w, cum[n - 1u]);
+	uint32_t lo = 0, hi = n - 1u;
+
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2u;
+
+		if (r < cum[mid])
+			hi = mid;
+		else
+			lo = mid + 1u;
+	}
+	return lo;
+}
+
+static inline uint64_t next_lba(struct iow *w, uint32_t nlb)
 {
 	const struct anv_iow_cfg *c = w->cfg;
-	uint64_t lba;
+	uint64_t lba, step;
 
-	if (c->lba_random)
-		return w->lo + rnd_below(w, w->nslots) * c->lba_align;
+	if (c->lba_random) {
+		uint64_t slot;
+
+		if (w->dist) {
+			uint32_t s = pick(w, c->dist_cum, ANV_IOW_SECTIONS);
+
+			slot = w->sec_lo[s] + rnd_below(w, w->sec_n[s]);
+		} else {
+			slot = rnd_below(w, w->nslots);
+		}
+		return w->lo + slot * c->lba_align;
+	}
 	lba = w->next_lba;
 	/* Sequential: step, and wrap inside the region (a negative step wraps to the top). */
-	if (c->lba_step >= 0) {
-		w->next_lba = lba + (uint64_t)c->lba_step;
+	if (c->lba_step_io || c->lba_step >= 0) {
+		step = c->lba_step_io ? (nlb + c->lba_align - 1u) / c->lba_align * c->lba_align
+				      : (uint64_t)c->lba_step;
+		w->next_lba = lba + step;
 		if (w->next_lba > w->hi || w->next_lba < w->lo)
 			w->next_lba = w->lo;
 	} else {
@@ -161,14 +225,25 @@ static inline uint64_t next_lba(struct iow *w)
 	return lba;
 }
 
-/* Fill the SQE at the SQ tail for one command of @cid. */
-static inline void build(struct iow *w, uint16_t cid, uint64_t now)
+/* PRP2 of @cid's buffer for @bytes: none, the second page, or its PRP list (4.1.1). */
+static inline uint64_t prp2_for(const struct iow *w, uint16_t cid, uint32_t bytes)
+{
+	uint64_t first = ANV_PAGE_SIZE - (w->prp1[cid] & (ANV_PAGE_SIZE - 1u));
+
+	if (bytes <= first)
+		return 0;
+	if (bytes - first <= ANV_PAGE_SIZE)
+		return w->prp1[cid] + first;
+	return w->prp2[cid];
+}
+
+/* Fill the SQE at the SQ tail for one command of @cid: @op on @nlb LBAs at @lba. */
+static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint64_t lba,
+			 uint32_t nlb)
 {
 	const struct anv_iow_cfg *c = w->cfg;
 	struct anv_sqe *sqe = anv_qpair_sq_slot(w->qp);
-	int op = w->single_op >= 0 ? w->single_op : c->mix[rnd_below(w, ANV_IOW_MIX)];
-	uint64_t lba = op == ANV_IOW_FLUSH ? 0 : next_lba(w);
-	uint32_t nlb0 = c->io_size - 1u; /* NLB is 0's based (NVM 3.2.6) */
+	uint32_t nlb0 = nlb - 1u; /* NLB is 0's based (NVM 3.2.6) */
 
 	memset(sqe, 0, sizeof(*sqe));
 	sqe->opcode = op_opcode[op];
@@ -180,7 +255,7 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now)
 	case ANV_IOW_DEALLOCATE: {
 		/* NVM 3.2.3: one range {context attributes, NLB (not 0's based), SLBA}. */
 		uint8_t *r = c->aux + (size_t)cid * 16u;
-		uint32_t nlb = c->io_size, attr = 0;
+		uint32_t attr = 0;
 
 		memcpy(r, &attr, 4);
 		memcpy(r + 4, &nlb, 4);
@@ -192,13 +267,13 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now)
 	}
 	case ANV_IOW_WRITE:
 		if (c->on_write)
-			c->on_write(c->verify_ctx, lba, c->io_size,
+			c->on_write(c->verify_ctx, lba, nlb,
 				    c->data + (size_t)cid * w->io_bytes);
 		/* fall through */
 	case ANV_IOW_READ:
 	case ANV_IOW_COMPARE:
 		sqe->prp1 = w->prp1[cid];
-		sqe->prp2 = w->prp2[cid];
+		sqe->prp2 = prp2_for(w, cid, nlb * c->lba_size);
 		/* fall through */
 	default: /* write zeroes, verify: no data */
 		sqe->cdw10 = (uint32_t)lba;
@@ -208,6 +283,7 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now)
 	}
 	w->sub_ns[cid] = now;
 	w->lba[cid] = lba;
+	w->nlb[cid] = nlb;
 	w->op[cid] = (uint8_t)op;
 	anv_qpair_sq_push(w->qp);
 }
@@ -252,9 +328,9 @@ static inline void complete(struct iow *w, const struct anv_cqe *e, uint64_t now
 		return;
 	}
 	if (op == ANV_IOW_READ || op == ANV_IOW_WRITE || op == ANV_IOW_COMPARE)
-		put64(&st->bytes, st->bytes + w->io_bytes);
+		put64(&st->bytes, st->bytes + (uint64_t)w->nlb[cid] * c->lba_size);
 	if (op == ANV_IOW_READ && c->on_read &&
-	    c->on_read(c->verify_ctx, w->lba[cid], c->io_size,
+	    c->on_read(c->verify_ctx, w->lba[cid], w->nlb[cid],
 		       c->data + (size_t)cid * w->io_bytes))
 		first_error(w, e, cid, ANV_IOW_ERR_VERIFY);
 }
@@ -278,6 +354,7 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 	uint64_t start, now, last_progress, deadline;
 	struct iow w;
 	int stopping = 0;
+	uint64_t limit = c->nseq ? c->nseq : c->io_count; /* commands to send (0: no limit) */
 
 	if (anv_ioworker_check(c, qp) < 0)
 		return -1;
@@ -297,6 +374,7 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 
 	for (;;) {
 		int n, out;
+		uint32_t stop;
 
 		now = mono_ns();
 		n = anv_qpair_reap(qp, cqes, REAP_BATCH);
@@ -322,7 +400,13 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 		put64(&st->now_ns, now);
 		if (w.reason)
 			stopping = 1;
-		if (!stopping && __atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
+		stop = __atomic_load_n(&st->stop, __ATOMIC_ACQUIRE);
+		if (stop == ANV_IOW_STOP_ABANDON) {
+			/* A reset deletes the queue: what is outstanding never completes. */
+			w.reason = ANV_IOW_END_ABANDON;
+			break;
+		}
+		if (!stopping && stop) {
 			w.reason = ANV_IOW_END_STOP;
 			stopping = 1;
 		}
@@ -334,16 +418,33 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 			int k = 0;
 
 			while (anv_qpair_outstanding(qp) < (int)c->qdepth) {
-				int cid;
+				int cid, op;
+				uint64_t lba;
+				uint32_t nlb;
 
-				if (c->io_count && w.submitted >= c->io_count)
+				if (limit && w.submitted >= limit)
 					break;
 				if (c->iops && w.submitted >= allowed(&w, start, now))
 					break;
+				if (c->nseq && c->seq[w.submitted].time_ns > now - start)
+					break; /* the next command of the sequence is not due */
 				cid = anv_qpair_cid_alloc(qp);
 				if (cid < 0)
 					break;
-				build(&w, (uint16_t)cid, now);
+				if (c->nseq) {
+					const struct anv_iow_seq *q = &c->seq[w.submitted];
+
+					op = (int)q->op;
+					lba = op == ANV_IOW_FLUSH ? 0 : q->slba;
+					nlb = q->nlb;
+				} else {
+					op = w.single_op >= 0 ? w.single_op
+							      : c->mix[rnd_below(&w, ANV_IOW_MIX)];
+					nlb = c->nsizes ? c->sizes[pick(&w, c->size_cum, c->nsizes)]
+							: c->io_size;
+					lba = op == ANV_IOW_FLUSH ? 0 : next_lba(&w, nlb);
+				}
+				build(&w, (uint16_t)cid, now, op, lba, nlb);
 				w.submitted++;
 				k++;
 			}
@@ -360,11 +461,17 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 		if (!out) {
 			if (stopping)
 				break;
-			if (c->io_count && w.submitted >= c->io_count) {
+			if (limit && w.submitted >= limit) {
 				w.reason = ANV_IOW_END_COUNT;
 				break;
 			}
-			if (c->iops) {
+			if (c->nseq) {
+				/* Nothing in flight: sleep until the next command of the sequence is due. */
+				uint64_t due = start + c->seq[w.submitted].time_ns;
+
+				if (due > now)
+					nap(due - now);
+			} else if (c->iops) {
 				/* Throttled with nothing in flight: sleep until the next command is due. */
 				uint64_t due = start + (uint64_t)(((unsigned __int128)w.submitted *
 								  1000000000u) / c->iops);

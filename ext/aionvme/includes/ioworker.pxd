@@ -21,6 +21,16 @@ cdef extern from "aionvme/ioworker.h" nogil:
         ANV_IOW_NOPS
         ANV_IOW_DONE
         ANV_IOW_RUNNING
+        ANV_IOW_SIZES
+        ANV_IOW_SECTIONS
+        ANV_IOW_STOP_DRAIN
+        ANV_IOW_STOP_ABANDON
+
+    struct anv_iow_seq:
+        uint64_t time_ns
+        uint64_t slba
+        uint32_t nlb
+        uint32_t op
 
     struct anv_iow_stats:
         uint32_t magic
@@ -49,8 +59,15 @@ cdef extern from "aionvme/ioworker.h" nogil:
         uint32_t nsid
         uint32_t lba_size
         uint32_t io_size
+        uint32_t nsizes
+        uint32_t sizes[4096]
+        uint64_t size_cum[4096]
         uint32_t lba_align
         int64_t lba_step
+        int lba_step_io
+        uint64_t dist_cum[100]
+        const anv_iow_seq *seq
+        uint64_t nseq
         int lba_random
         uint64_t region_start
         uint64_t region_end

@@ -17,6 +17,14 @@
 #define ANV_IOW_MAGIC 0x57494e41u /* "ANIW" */
 #define ANV_IOW_SECONDS (24u * 3600u + 60u) /* per-second counts: 24 hours and a margin */
 #define ANV_IOW_MIX 1000u          /* op mix table: 0.1 % steps */
+#define ANV_IOW_SIZES 4096u        /* distinct IO sizes of one worker */
+#define ANV_IOW_SECTIONS 100u      /* distribution: equal sections of the region */
+
+/* Values of struct anv_iow_stats.stop the parent writes. */
+enum {
+	ANV_IOW_STOP_DRAIN = 1,    /* submit no more, wait for what is outstanding */
+	ANV_IOW_STOP_ABANDON = 2,  /* leave now: a reset is taking the queue away */
+};
 
 /* Operation slots of the counters; opcodes are NVM Command Set 3. */
 enum anv_iow_op {
@@ -46,6 +54,7 @@ enum anv_iow_reason {
 	ANV_IOW_END_TIMEOUT = 5,   /* outstanding commands got no completion in time */
 	ANV_IOW_END_DEVICE = 6,    /* the doorbell write failed: the device is gone */
 	ANV_IOW_END_VERIFY = 7,    /* data read back did not match (on_read hook) */
+	ANV_IOW_END_ABANDON = 8,   /* ANV_IOW_STOP_ABANDON: outstanding commands left behind */
 };
 
 /* What struct anv_iow_stats.first_error_kind holds. */
@@ -56,7 +65,8 @@ enum {
 
 /**
  * struct anv_iow_stats - the block shared by the worker and its parent
- * @stop: set to 1 by the parent to end the run (the worker drains and exits)
+ * @stop: set by the parent to end the run: ANV_IOW_STOP_DRAIN (the worker
+ *        drains and exits) or ANV_IOW_STOP_ABANDON (it exits at once)
  * @state: enum anv_iow_state, written last by the worker (release)
  * @start_ns/@end_ns: CLOCK_MONOTONIC of the first submit and the end
  * @now_ns: CLOCK_MONOTONIC of the worker's last counter update
@@ -98,9 +108,33 @@ struct anv_iow_stats {
 };
 
 /**
+ * struct anv_iow_seq - one command of a replayed sequence (io_sequence)
+ * @time_ns: when to submit it, from the start of the run
+ * @slba: its Starting LBA (ignored by Flush)
+ * @nlb: its number of LBAs (1-based; at most the worker's io_size)
+ * @op: enum anv_iow_op
+ */
+struct anv_iow_seq {
+	uint64_t time_ns;
+	uint64_t slba;
+	uint32_t nlb;
+	uint32_t op;
+};
+
+/**
  * struct anv_iow_cfg - what to run
  * @nsid/@lba_size: the namespace
- * @io_size: LBAs per command
+ * @io_size: LBAs per command; with @nsizes, the largest size (buffers and
+ *           start LBAs are laid out for it)
+ * @nsizes: 0 (every command is @io_size), or the entries of @sizes
+ * @sizes/@size_cum: IO sizes in LBAs and their cumulative integer weights:
+ *           @sizes[i] is drawn with weight @size_cum[i] - @size_cum[i - 1]
+ * @lba_step_io: sequential: the next start LBA follows the end of the last
+ *           IO, rounded up to @lba_align (@lba_step is ignored)
+ * @dist_cum: random: cumulative integer weights of ANV_IOW_SECTIONS equal
+ *           sections of the aligned start LBAs (all 0: uniform)
+ * @seq/@nseq: replay these commands at their times instead of generating
+ *           IO (@nseq 0: off); the run ends when all completed
  * @lba_align: start LBAs are multiples of it (random and default sequential)
  * @lba_step: sequential: the next start LBA is this far from the last
  *            (may be negative; wraps inside the region)
@@ -124,8 +158,15 @@ struct anv_iow_cfg {
 	uint32_t nsid;
 	uint32_t lba_size;
 	uint32_t io_size;
+	uint32_t nsizes;
+	uint32_t sizes[ANV_IOW_SIZES];
+	uint64_t size_cum[ANV_IOW_SIZES];
 	uint32_t lba_align;
 	int64_t lba_step;
+	int lba_step_io;
+	uint64_t dist_cum[ANV_IOW_SECTIONS];
+	const struct anv_iow_seq *seq;
+	uint64_t nseq;
 	int lba_random;
 	uint64_t region_start;
 	uint64_t region_end;
@@ -160,8 +201,8 @@ int anv_ioworker_check(const struct anv_iow_cfg *cfg, const struct anv_qpair *qp
  * @st: shared statistics block, zeroed by the caller
  *
  * Blocks for the whole run; call it without the GIL.  Stop conditions:
- * time, io_count, @st->stop, the first failed command, a command timeout,
- * a dead device.  On return @st->state is ANV_IOW_DONE and @st->reason
+ * time, io_count, the end of a replayed sequence, @st->stop, the first
+ * failed command, a command timeout, a dead device.  On return @st->state is ANV_IOW_DONE and @st->reason
  * says why.
  *
  * Return: 0 (the run ended, see @st->reason), or -1 with errno EINVAL when
