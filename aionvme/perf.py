@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nsid", type=int, default=1)
     p.add_argument("--workers", type=int, default=1, help="ioworkers at once (default 1)")
     io = p.add_argument_group("ioworker arguments (Namespace.ioworker)")
-    io.add_argument("--io-size", type=int, default=8, help="LBAs per IO (default 8)")
+    io.add_argument("--io-size", type=_io_size, default=8,
+                    help="LBAs per IO: N, LO-HI (each size in between) or A,B,C (default 8)")
     io.add_argument("--lba-align", type=int, default=None)
     io.add_argument("--sequential", action="store_true", help="sequential LBAs (default random)")
     io.add_argument("--read-percentage", type=int, default=100)
@@ -29,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     io.add_argument("--region-start", type=int, default=0)
     io.add_argument("--region-end", type=int, default=None)
     io.add_argument("--iops", type=int, default=0, help="throttle to this many IOPS (0: no limit)")
+    io.add_argument("--lba-step", type=int, default=None, help="sequential stride in LBAs")
+    io.add_argument("--pattern", type=_pattern, default=0,
+                    help="write data: a dword (0x5a5a5a5a), zeroes, ones, random, or random:PCT "
+                         "(PCT %% of each LBA compressible)")
     io.add_argument("--interval", type=float, default=1.0, help="seconds between progress updates")
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the results as JSON ('-': stdout)")
@@ -36,11 +41,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--quiet", action="store_true", help="no live progress line")
 
 
+def _io_size(text: str) -> Any:
+    """``8``, ``8-64`` (a range, both ends included) or ``8,16,32``."""
+    try:
+        if "," in text:
+            return [int(x) for x in text.split(",")]
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+            return (lo, hi)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"io size {text!r} is not N, LO-HI or A,B,C") from None
+
+
+def _pattern(text: str) -> Any:
+    """``0x5a5a5a5a``, ``zeroes``, ``ones``, ``random`` or ``random:PCT``."""
+    try:
+        if text.startswith("random:"):
+            return ("random", int(text.split(":", 1)[1]))
+        if text in ("zeroes", "ones", "random"):
+            return text
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"pattern {text!r} is not a dword, zeroes, ones, random or random:PCT") from None
+
+
 def _ioworker_kwargs(a: argparse.Namespace) -> dict[str, Any]:
-    return {"io_size": a.io_size, "lba_align": a.lba_align, "lba_random": not a.sequential,
-            "read_percentage": a.read_percentage, "time": a.time, "io_count": a.io_count,
-            "qdepth": a.qdepth, "region_start": a.region_start, "region_end": a.region_end,
-            "iops": a.iops, "interval": a.interval}
+    kw = {"io_size": a.io_size, "lba_align": a.lba_align, "lba_random": not a.sequential,
+          "read_percentage": a.read_percentage, "time": a.time, "io_count": a.io_count,
+          "qdepth": a.qdepth, "region_start": a.region_start, "region_end": a.region_end,
+          "iops": a.iops, "interval": a.interval, "pattern": a.pattern}
+    if a.lba_step is not None:
+        kw["lba_step"] = a.lba_step
+    return kw
 
 
 class _Progress:

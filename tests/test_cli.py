@@ -38,3 +38,20 @@ def test_perf_bad_argument_is_a_clear_error():
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
     assert "qdepth 0" in run.stderr
+
+
+def test_perf_io_size_range_and_pattern(tmp_path):
+    out = tmp_path / "r.json"
+    run = subprocess.run([sys.executable, "-m", "aionvme.cli", "perf", "sim", "--io-count", "2000",
+                          "--time", "0", "--io-size", "8-64", "--read-percentage", "0",
+                          "--pattern", "random:50", "--quiet", "--json", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    import json
+    r = json.loads(out.read_text())[0]
+    assert r["io_count_write"] == 2000
+    # sizes 8..64 LBAs of 512 bytes: the bytes moved say they were not all 8
+    assert 2000 * 8 * 512 < r["data_bytes"] < 2000 * 64 * 512
+    bad = subprocess.run([sys.executable, "-m", "aionvme.cli", "perf", "sim", "--pattern", "xyz"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "pattern 'xyz'" in bad.stderr
