@@ -15,6 +15,7 @@ from aionvme.exceptions._base import (
     IOWorkerDied,
     IOWorkerError,
     IOWorkerTimeout,
+    IOWorkerVerifyError,
     NvmeError,
     QueueDeletedError,
     QueueFullError,
@@ -25,7 +26,7 @@ from aionvme.spec.names import command_name, status_name
 __all__ = (
     "BufferFreedError", "CommandError", "CommandTimeout", "ControllerFatal",
     "ControllerNotReady", "DeviceError", "InterfaceError", "InternalError", "IOWorkerCommandError", "IOWorkerDied",
-    "IOWorkerError", "IOWorkerTimeout", "NvmeError",
+    "IOWorkerError", "IOWorkerTimeout", "IOWorkerVerifyError", "NvmeError",
     "QueueDeletedError", "QueueFullError", "VerifyError", "command_error",
     "describe_completion", "command_name",
 )

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from aionvme import _core
 from aionvme.exceptions import (InterfaceError, IOWorkerCommandError, IOWorkerDied,
-                                IOWorkerError, IOWorkerTimeout, command_error)
+                                IOWorkerError, IOWorkerTimeout, IOWorkerVerifyError,
+                                command_error)
 from aionvme.settings import SETTINGS
 from aionvme.workers.args import IOWorkerArgs
 from aionvme.workers.stats import IOWorkerResult, Snapshot, result, snapshot
@@ -115,6 +116,7 @@ class IOWorker:
             aux = _core.Buffer(a.qdepth * 16, "ioworker dsm ranges")
             self._bufs = (data, aux)
             self._stats = _core.IOWorkerStats()
+            verifier = ns._current_verifier()
             core = qp._core
             dbbuf = nvme._dbbuf
             spec = {
@@ -133,9 +135,16 @@ class IOWorker:
                 "timeout_ns": int(SETTINGS.timeout * 1e9), "mix": a.mix_table().hex(),
                 "data_iova": data.iova, "aux_iova": aux.iova,
             }
+            fds = [arena.fd, bar_fd, db_fd, self._stats.fd]
+            if verifier is not None:
+                # The parent's own table: the worker stamps, records and checks in it.
+                spec["fds"]["verify"] = verifier.table.fd
+                spec["verify"] = {"nlba": verifier.table.nlba,
+                                  "dealloc_zeroes": int(verifier.dealloc_zeroes)}
+                fds.append(verifier.table.fd)
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "aionvme.workers", json.dumps(spec),
-                pass_fds=(arena.fd, bar_fd, db_fd, self._stats.fd),
+                pass_fds=tuple(fds),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except BaseException:
             await self._release()
@@ -210,7 +219,7 @@ class IOWorker:
                 f"the ioworker process {proc.pid} {how} before it finished"
                 + (f": {tail}" if tail else ""), returncode=rc, result=res)
         elif res is not None and self._error is None:
-            self._error = _error_of(res)
+            self._error = _error_of(res, self.ns.nsid)
 
     def _outputs(self, res: IOWorkerResult) -> None:
         a = self.args
@@ -262,7 +271,7 @@ class IOWorker:
         return f"<IOWorker pid={self.pid} qid={self.qid} {state}>"
 
 
-def _error_of(res: IOWorkerResult) -> IOWorkerError | None:
+def _error_of(res: IOWorkerResult, nsid: int) -> IOWorkerError | None:
     """The exception for how a finished worker stopped, or None."""
     fe = res.first_error
     if res.reason == "timeout":
@@ -274,7 +283,13 @@ def _error_of(res: IOWorkerResult) -> IOWorkerError | None:
         return None
     cpl = fe["completion"]
     if fe["kind"] == "verify":
-        return IOWorkerError(f"data read from LBA {fe['lba']} failed verification", result=res)
+        m = fe.get("mismatch")
+        if m is None:
+            return IOWorkerVerifyError(f"data read from LBA {fe['lba']} failed verification",
+                                       lba=fe["lba"], command_lba=fe["lba"], result=res)
+        return _core.verify_error(IOWorkerVerifyError, nsid, m,
+                                  f" (ioworker read of LBA {fe['lba']})",
+                                  command_lba=fe["lba"], result=res)
     base = command_error(cpl, fe["opcode"], False)
     return IOWorkerCommandError(f"ioworker stopped: {base} at LBA {fe['lba']}", cpl, fe["opcode"],
                                 lba=fe["lba"], result=res)
