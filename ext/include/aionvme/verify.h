@@ -13,7 +13,7 @@
  *   wide          uint64_t, one page: the same for changes too long for busy[]
  *
  * The file is sized with ftruncate() and so has pages only where written:
- * an 8 TB namespace of 512-byte LBAs maps 352 GiB of address space but
+ * an 8 TB namespace of 512-byte LBAs maps 320 GiB of address space but
  * uses 20 bytes of memory per LBA written.  A read fault on a tmpfs hole
  * allocates a page, so readers test the chunk bitmap (nlba / 8192 bytes)
  * before they touch crc[], token[] or busy[].
