@@ -139,3 +139,7 @@ IOW_OPS: tuple[str, ...]
 IOW_REASONS: tuple[str, ...]
 
 def ioworker_run(a: dict[str, Any], stats: IOWorkerStats) -> int: ...
+
+def verify_error(cls: type[Any], nsid: int, m: dict[str, Any], more: str = "",
+                 **kw: Any) -> Any:
+    """The VerifyError (subclass ``cls``) for a mismatch (struct anv_verify_mismatch as a dict)."""

@@ -266,12 +266,20 @@ class Namespace:
         return IOWorker(self, args)
 
     # -- data verification hook (aionvme.verify) ---------------------------------
-    def _verify_hook(self, opcode: int, buf: Any, lba: int, lba_count: int, **kw: Any) -> Any:
+    def _current_verifier(self) -> Any:
+        """The Verifier an ioworker shares (it stamps, records and checks in its
+        table), or None when verification is off."""
         if not SETTINGS.verify:
-            # Unchecked commands would leave the table stale: forget it.
+            # The worker's writes go unrecorded: the table would be stale.
             self._verifier = None
             return None
         if self._verifier is None:
             from aionvme.verify import Verifier
             self._verifier = Verifier(self)
-        return self._verifier.hook(opcode, buf, lba, lba_count, **kw)
+        return self._verifier
+
+    def _verify_hook(self, opcode: int, buf: Any, lba: int, lba_count: int, **kw: Any) -> Any:
+        verifier = self._current_verifier()
+        if verifier is None:
+            return None  # unchecked commands: the table was forgotten
+        return verifier.hook(opcode, buf, lba, lba_count, **kw)

@@ -10,6 +10,14 @@ update the table.  The table is a sparse shared memfd (``_core.VerifyTable``):
 memory is used only for LBAs written, so an 8 TB namespace costs nothing up
 front.  The work per command runs in C.
 
+Ioworkers share the table: a worker started while verification is on maps it
+(its fd is passed to the process), stamps and records its writes in it and
+checks its reads against it, so the parent verifies what workers wrote and the
+other way round; a mismatch stops the worker with ``IOWorkerVerifyError`` (a
+``VerifyError``).  Commands of any process that overlap an LBA in time leave it
+unchecked or unknown (NVMe 1.3c, 6.3): the rule is in ext/include/aionvme/verify.h.
+A worker started with verification off makes the parent forget its table.
+
 Example:
     >>> aionvme.config(verify=True)
     >>> await ns.write(q, buf, 0, 8)     # stamps buf, records 8 CRCs

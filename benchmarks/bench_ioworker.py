@@ -36,6 +36,13 @@ CASES = (
     ("randwrite_4k_qd64", {"io_size": 8, "qdepth": 64, "read_percentage": 0}),
     ("randread_4k_qd1", {"io_size": 8, "qdepth": 1, "read_percentage": 100}),
 )
+# The same with data verification on (aionvme.config(verify=True)): run after the
+# namespace was written again with verify on, so the table holds every LBA's CRC
+# and each read is checked.
+VERIFY_CASES = (
+    ("randread_4k_qd64_verify", {"io_size": 8, "qdepth": 64, "read_percentage": 100}),
+    ("randwrite_4k_qd64_verify", {"io_size": 8, "qdepth": 64, "read_percentage": 0}),
+)
 
 
 RING = pathlib.Path(__file__).resolve().parents[2] / "shared" / "tools" / "limit" / "ring.c"
@@ -91,17 +98,39 @@ async def _cases(out: dict, seconds: float, only: list[str], address: str) -> No
         for name, kw in CASES:
             if only and name not in only:
                 continue
-            r = await ns.ioworker(time=seconds, **kw)
-            out["cases"][name] = {
-                "iops": round(r.iops), "mbps": round(r.mbps, 1), "ios": r.io_count,
-                "latency_us": {"min": r.latency_min_us, "avg": round(r.latency_average_us, 3),
-                               "max": r.latency_max_us,
-                               **{f"p{k:g}": v for k, v in r.latency_percentiles_us.items()}},
-                "errors": r.error,
-            }
-            print(f"{name:20s} {r.iops:12,.0f} IOPS {r.mbps:9,.1f} MB/s  "
-                  f"lat avg {r.latency_average_us:7.2f} us  p99 {r.latency_percentiles_us[99.0]} us",
-                  flush=True)
+            await _case(out, ns, name, seconds, kw)
+        if only and not any(name in only for name, _ in VERIFY_CASES):
+            return
+        aionvme.config(verify=True)
+        try:
+            t = time.monotonic()
+            await ns.ioworker(io_size=256, lba_random=False, read_percentage=0, qdepth=16,
+                              io_count=ns.nsze // 256, pattern="random")
+            out["precondition_verify"] = {"seconds": round(time.monotonic() - t, 2)}
+            for name, kw in VERIFY_CASES:
+                if only and name not in only:
+                    continue
+                await _case(out, ns, name, seconds, kw)
+        finally:
+            aionvme.config(verify=False)
+        off, on = out["cases"].get("randread_4k_qd64"), out["cases"].get("randread_4k_qd64_verify")
+        if off and on:
+            out["verify_ratio_randread_4k_qd64"] = round(on["iops"] / off["iops"], 3)
+            print(f"4K random read QD64: verify on / off = {on['iops'] / off['iops']:.2f}")
+
+
+async def _case(out: dict, ns: aionvme.Namespace, name: str, seconds: float, kw: dict) -> None:
+    r = await ns.ioworker(time=seconds, **kw)
+    out["cases"][name] = {
+        "iops": round(r.iops), "mbps": round(r.mbps, 1), "ios": r.io_count,
+        "latency_us": {"min": r.latency_min_us, "avg": round(r.latency_average_us, 3),
+                       "max": r.latency_max_us,
+                       **{f"p{k:g}": v for k, v in r.latency_percentiles_us.items()}},
+        "errors": r.error,
+    }
+    print(f"{name:24s} {r.iops:12,.0f} IOPS {r.mbps:9,.1f} MB/s  "
+          f"lat avg {r.latency_average_us:7.2f} us  p99 {r.latency_percentiles_us[99.0]} us",
+          flush=True)
 
 
 def main() -> None:

@@ -225,10 +225,13 @@ async def test_uncorrectable_lba_that_reads_fine_is_an_error(nvme0n1, qpair, ver
 async def test_format_forgets_everything(nvme0n1, qpair, verify):
     await written(nvme0n1, qpair, 3000, 64)
     t = table(nvme0n1)
-    assert os.fstat(t.fd).st_blocks > 0
+    before = os.fstat(t.fd).st_blocks
+    assert before > 0
     await nvme0n1.format(512)
     assert table(nvme0n1) is t
-    assert os.fstat(t.fd).st_blocks == 0  # the pages were given back
+    # The pages of crc[], token[] and the chunk bitmap (one each at least) were given
+    # back; those of the in-flight counters stay (a worker may have commands in flight).
+    assert os.fstat(t.fd).st_blocks * 512 <= before * 512 - 3 * 4096
     assert t.get(3000) == 0
     await nvme0n1.read(qpair, aionvme.Buffer(64 * 512), 3000, 64)
 

@@ -16,6 +16,7 @@ from aionvme.exceptions._base import (
     IOWorkerError,
     IOWorkerStopped,
     IOWorkerTimeout,
+    IOWorkerVerifyError,
     NvmeError,
     QueueDeletedError,
     QueueFullError,
@@ -26,7 +27,7 @@ from aionvme.spec.names import command_name, status_name
 __all__ = (
     "BufferFreedError", "CommandError", "CommandTimeout", "ControllerFatal",
     "ControllerNotReady", "DeviceError", "InterfaceError", "InternalError", "IOWorkerCommandError", "IOWorkerDied",
-    "IOWorkerError", "IOWorkerStopped", "IOWorkerTimeout", "NvmeError",
+    "IOWorkerError", "IOWorkerStopped", "IOWorkerTimeout", "IOWorkerVerifyError", "NvmeError",
     "QueueDeletedError", "QueueFullError", "VerifyError", "command_error",
     "describe_completion", "command_name",
 )

@@ -115,6 +115,18 @@ class IOWorkerCommandError(IOWorkerError, CommandError):
         self.lba = lba
 
 
+class IOWorkerVerifyError(IOWorkerError, VerifyError):
+    """Data a worker read back failed verification, which stopped it; ``lba``
+    is the first bad LBA, ``expected``/``found`` as for ``VerifyError``, and
+    ``command_lba`` the start LBA of the read."""
+
+    def __init__(self, message: str, *, nsid: int = 0, lba: int = 0, expected: Any = None,
+                 found: Any = None, command_lba: int = 0, result: Any = None) -> None:
+        VerifyError.__init__(self, message, nsid=nsid, lba=lba, expected=expected, found=found)
+        self.result = result
+        self.command_lba = command_lba
+
+
 class IOWorkerTimeout(IOWorkerError, CommandTimeout):
     """A command of the worker got no completion in time."""
 

@@ -40,11 +40,12 @@ class IOWorkerResult:
     ``mseconds``, ``latency_max_us``, ``error``...); ``io_counts`` has every
     operation, ``latency_percentiles_us`` maps a percentile to microseconds,
     and ``first_error`` holds the failing CQE (a ``Completion``), its LBA,
-    opcode and kind ("status" or "verify").  ``error_code`` is the seed's
-    ``error``: (SCT << 8) | SC of the first failed command, 0 when none.
-    ``reason`` says why it ended ("time", "io_count", "stopped", "error",
-    "timeout", "device", "verify", "abandoned"); ``stopped_by`` names what
-    stopped it early ("controller reset", "power cycle", ...), or is None.
+    opcode and kind ("status" or "verify"; then ``mismatch`` describes the
+    first bad LBA: struct anv_verify_mismatch as a dict).  ``error_code`` is
+    the seed's ``error``: (SCT << 8) | SC of the first failed command, 0 when
+    none.  ``reason`` says why it ended ("time", "io_count", "stopped",
+    "error", "timeout", "device", "verify", "abandoned"); ``stopped_by`` names
+    what stopped it early ("controller reset", "power cycle", ...), or is None.
     """
     io_counts: dict[str, int]
     io_count_read: int
@@ -111,6 +112,8 @@ def result(stats: Any, percentiles: tuple[float, ...]) -> IOWorkerResult:
         fe = raw["first_error"]
         first = {"completion": Completion.from_bytes(fe["cqe"]), "lba": fe["lba"],
                  "opcode": fe["opcode"], "kind": fe["kind"]}
+        if "mismatch" in fe:
+            first["mismatch"] = fe["mismatch"]
     return IOWorkerResult(
         io_counts=ios, io_count_read=ios["read"], io_count_write=ios["write"],
         io_count_nonread=done - ios["read"], io_count=done,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from aionvme import _core
 from aionvme.exceptions import (InterfaceError, IOWorkerCommandError, IOWorkerDied,
-                                IOWorkerError, IOWorkerStopped, IOWorkerTimeout, command_error)
+                                IOWorkerError, IOWorkerStopped, IOWorkerTimeout,
+                                IOWorkerVerifyError, command_error)
 from aionvme.settings import SETTINGS
 from aionvme.workers.args import IOWorkerArgs
 from aionvme.workers.stats import IOWorkerResult, Snapshot, result, snapshot
@@ -133,6 +134,7 @@ class IOWorker:
             self._bufs = (data, aux, seq)
             self.cpu = _cpu_for(nvme)
             self._stats = _core.IOWorkerStats()
+            verifier = ns._current_verifier()
             core = qp._core
             dbbuf = nvme._dbbuf
             spec = {
@@ -155,9 +157,16 @@ class IOWorker:
                 "seq_iova": seq.iova if seq is not None else 0,
                 "nseq": len(a.io_sequence or ()), "cpu": self.cpu,
             }
+            fds = [arena.fd, bar_fd, db_fd, self._stats.fd]
+            if verifier is not None:
+                # The parent's own table: the worker stamps, records and checks in it.
+                spec["fds"]["verify"] = verifier.table.fd
+                spec["verify"] = {"nlba": verifier.table.nlba,
+                                  "dealloc_zeroes": int(verifier.dealloc_zeroes)}
+                fds.append(verifier.table.fd)
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "aionvme.workers", json.dumps(spec),
-                pass_fds=(arena.fd, bar_fd, db_fd, self._stats.fd),
+                pass_fds=tuple(fds),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except BaseException:
             await self._release()
@@ -277,7 +286,7 @@ class IOWorker:
                 f"the ioworker process {proc.pid} {how} before it finished"
                 + (f": {tail}" if tail else ""), returncode=rc, result=res)
         elif res is not None and self._error is None:
-            self._error = _error_of(res)
+            self._error = _error_of(res, self.ns.nsid)
 
     def _outputs(self, res: IOWorkerResult) -> None:
         a = self.args
@@ -350,7 +359,7 @@ def _cpu_for(nvme: Any) -> int | None:
     return free[0] if free else cpus[1 + len(nvme._ioworkers) % (len(cpus) - 1)]
 
 
-def _error_of(res: IOWorkerResult) -> IOWorkerError | None:
+def _error_of(res: IOWorkerResult, nsid: int) -> IOWorkerError | None:
     """The exception for how a finished worker stopped, or None."""
     fe = res.first_error
     if res.reason == "timeout":
@@ -362,7 +371,13 @@ def _error_of(res: IOWorkerResult) -> IOWorkerError | None:
         return None
     cpl = fe["completion"]
     if fe["kind"] == "verify":
-        return IOWorkerError(f"data read from LBA {fe['lba']} failed verification", result=res)
+        m = fe.get("mismatch")
+        if m is None:
+            return IOWorkerVerifyError(f"data read from LBA {fe['lba']} failed verification",
+                                       lba=fe["lba"], command_lba=fe["lba"], result=res)
+        return _core.verify_error(IOWorkerVerifyError, nsid, m,
+                                  f" (ioworker read of LBA {fe['lba']})",
+                                  command_lba=fe["lba"], result=res)
     base = command_error(cpl, fe["opcode"], False)
     return IOWorkerCommandError(f"ioworker stopped: {base} at LBA {fe['lba']}", cpl, fe["opcode"],
                                 lba=fe["lba"], result=res)

@@ -91,6 +91,8 @@ cdef class IOWorkerStats:
             err = {"kind": ("status", "verify")[s.first_error_kind - 1] if s.first_error_kind in (1, 2) else "?",
                    "opcode": s.first_error_opcode, "lba": s.first_error_lba,
                    "cqe": (<char *>e)[:16]}
+            if s.first_error_kind == 2:
+                err["mismatch"] = _mismatch_dict(&s.verify_mismatch)
         return {
             "state": state,
             "reason": IOW_REASONS[s.reason] if s.reason < len(IOW_REASONS) else str(s.reason),
@@ -148,6 +150,8 @@ def ioworker_run(dict a, IOWorkerStats stats):
     cdef anv_dev dev
     cdef anv_qpair qp
     cdef anv_iow_cfg *cfg
+    cdef anv_verify vt
+    cdef anv_verify_iow vw
     cdef int rc, i
     cdef bytes mix = bytes(a["mix"])
     stats._live()
@@ -161,6 +165,9 @@ def ioworker_run(dict a, IOWorkerStats stats):
     ar.fd = -1
     memset(&dev, 0, sizeof(dev))
     memset(&qp, 0, sizeof(qp))
+    memset(&vw, 0, sizeof(vw))
+    memset(&vt, 0, sizeof(vt))
+    vt.fd = -1
     try:
         if anv_arena_map(&ar, a["fds"]["arena"], a["arena_size"]) < 0:
             raise convert_errno("mapping the DMA arena")
@@ -217,12 +224,27 @@ def ioworker_run(dict a, IOWorkerStats stats):
         cfg.aux_iova = a["aux_iova"]
         cfg.aux = ar.base + cfg.aux_iova
         cfg.seed = a.get("seed", 0)
+        ver = a.get("verify")
+        if ver is not None:
+            # The parent's table of the namespace: shared both ways (verify.h).
+            if anv_verify_attach(&vt, a["fds"]["verify"], a["nsid"], ver["nlba"],
+                                 a["lba_size"]) < 0:
+                raise convert_errno("mapping the verify table")
+            if anv_verify_iow_init(&vw, &vt, cfg.qdepth, cfg.io_size, ver["dealloc_zeroes"],
+                                   &stats.st.verify_mismatch) < 0:
+                raise convert_errno("preparing data verification")
+            cfg.verify_ctx = &vw
+            cfg.on_submit = anv_verify_iow_submit
+            cfg.on_complete = anv_verify_iow_complete
         with nogil:
             rc = anv_ioworker_run(cfg, &qp, stats.st)
         if rc < 0:
             raise convert_errno("running the ioworker")
         return 0
     finally:
+        anv_verify_iow_fini(&vw)
+        if vt.fd >= 0:
+            anv_verify_close(&vt)
         anv_qpair_fini(&qp)
         if dev.ops != NULL:
             dev.ops.close(&dev)

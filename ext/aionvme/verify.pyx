@@ -141,31 +141,41 @@ cdef class VerifyTable:
 
     cdef object _mismatch(self, anv_verify_mismatch *m, uint64_t bad, uint64_t slba,
                           uint64_t nlb):
-        cdef uint32_t nsid = self.v.nsid
-        where = f"namespace {nsid} LBA {m.lba}"
         more = f" ({bad} of the {nlb} LBAs read from LBA {slba} failed the check)" if bad > 1 else ""
-        if m.kind == ANV_VERIFY_BAD_ZEROES:
-            return _exc.VerifyError(
-                f"{where}: expected zeroes, found {m.value:#04x} at byte {m.offset}{more}",
-                nsid=nsid, lba=m.lba, expected="zeroes",
-                found={"offset": m.offset, "value": m.value})
-        if m.kind == ANV_VERIFY_BAD_UNCOR:
-            return _exc.VerifyError(
-                f"{where}: the LBA was made uncorrectable (Write Uncorrectable) but the read "
-                f"succeeded{more}", nsid=nsid, lba=m.lba,
-                expected="Unrecovered Read Error (02/81)", found="Successful Completion")
-        expected = {"lba": m.lba, "token": m.expected_token, "crc": m.expected_crc}
-        found = {"lba": m.found_lba, "token": m.found_token, "crc": m.found_crc}
-        if m.found_lba == m.lba and m.found_token == m.expected_token:
-            what = (f"the data differs from what was written (stamp LBA {m.lba} token "
-                    f"{m.expected_token:#018x} as expected, CRC32C {m.found_crc:#010x} instead "
-                    f"of {m.expected_crc:#010x})")
-        else:
-            what = (f"expected LBA {m.lba} token {m.expected_token:#018x}, found LBA "
-                    f"{m.found_lba} token {m.found_token:#018x} (CRC32C {m.found_crc:#010x} "
-                    f"instead of {m.expected_crc:#010x})")
-        return _exc.VerifyError(f"{where}: {what}{more}", nsid=nsid, lba=m.lba,
-                                expected=expected, found=found)
+        return verify_error(_exc.VerifyError, self.v.nsid, _mismatch_dict(m), more)
+
+
+cdef dict _mismatch_dict(const anv_verify_mismatch *m):
+    return {"lba": m.lba, "kind": m.kind, "expected_crc": m.expected_crc,
+            "found_crc": m.found_crc, "offset": m.offset, "expected_token": m.expected_token,
+            "found_lba": m.found_lba, "found_token": m.found_token, "value": m.value}
+
+
+def verify_error(cls, unsigned int nsid, dict m, str more="", **kw):
+    """The exception of class ``cls`` (VerifyError or a subclass) for the mismatch
+    ``m`` (struct anv_verify_mismatch as a dict) in namespace ``nsid``; ``kw`` go
+    to its constructor."""
+    lba = m["lba"]
+    where = f"namespace {nsid} LBA {lba}"
+    if m["kind"] == ANV_VERIFY_BAD_ZEROES:
+        return cls(f"{where}: expected zeroes, found {m['value']:#04x} at byte {m['offset']}{more}",
+                   nsid=nsid, lba=lba, expected="zeroes",
+                   found={"offset": m["offset"], "value": m["value"]}, **kw)
+    if m["kind"] == ANV_VERIFY_BAD_UNCOR:
+        return cls(f"{where}: the LBA was made uncorrectable (Write Uncorrectable) but the read "
+                   f"succeeded{more}", nsid=nsid, lba=lba,
+                   expected="Unrecovered Read Error (02/81)", found="Successful Completion", **kw)
+    expected = {"lba": lba, "token": m["expected_token"], "crc": m["expected_crc"]}
+    found = {"lba": m["found_lba"], "token": m["found_token"], "crc": m["found_crc"]}
+    if m["found_lba"] == lba and m["found_token"] == m["expected_token"]:
+        what = (f"the data differs from what was written (stamp LBA {lba} token "
+                f"{m['expected_token']:#018x} as expected, CRC32C {m['found_crc']:#010x} instead "
+                f"of {m['expected_crc']:#010x})")
+    else:
+        what = (f"expected LBA {lba} token {m['expected_token']:#018x}, found LBA "
+                f"{m['found_lba']} token {m['found_token']:#018x} (CRC32C {m['found_crc']:#010x} "
+                f"instead of {m['expected_crc']:#010x})")
+    return cls(f"{where}: {what}{more}", nsid=nsid, lba=lba, expected=expected, found=found, **kw)
 
 
 @cython.no_gc_clear

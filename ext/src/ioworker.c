@@ -266,10 +266,6 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint
 		break;
 	}
 	case ANV_IOW_WRITE:
-		if (c->on_write)
-			c->on_write(c->verify_ctx, lba, nlb,
-				    c->data + (size_t)cid * w->io_bytes);
-		/* fall through */
 	case ANV_IOW_READ:
 	case ANV_IOW_COMPARE:
 		sqe->prp1 = w->prp1[cid];
@@ -281,6 +277,10 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint
 		sqe->cdw12 = nlb0;
 		break;
 	}
+	/* Before the doorbell: a write is stamped, a read samples the table. */
+	if (c->on_submit)
+		c->on_submit(c->verify_ctx, cid, (uint32_t)op, lba, nlb,
+			     c->data + (size_t)cid * w->io_bytes);
 	w->sub_ns[cid] = now;
 	w->lba[cid] = lba;
 	w->nlb[cid] = nlb;
@@ -324,14 +324,15 @@ static inline void complete(struct iow *w, const struct anv_cqe *e, uint64_t now
 	/* Rounded up: a percentile reads "at most this many us", never less than the truth. */
 	anv_hist_record(&st->hist, (lat + 999u) / 1000u);
 	if (ANV_STATUS_SC(e->status) || ANV_STATUS_SCT(e->status)) {
+		if (c->on_complete)
+			c->on_complete(c->verify_ctx, cid, 0, NULL);
 		first_error(w, e, cid, ANV_IOW_ERR_STATUS);
 		return;
 	}
 	if (op == ANV_IOW_READ || op == ANV_IOW_WRITE || op == ANV_IOW_COMPARE)
 		put64(&st->bytes, st->bytes + (uint64_t)w->nlb[cid] * c->lba_size);
-	if (op == ANV_IOW_READ && c->on_read &&
-	    c->on_read(c->verify_ctx, w->lba[cid], w->nlb[cid],
-		       c->data + (size_t)cid * w->io_bytes))
+	if (c->on_complete &&
+	    c->on_complete(c->verify_ctx, cid, 1, c->data + (size_t)cid * w->io_bytes))
 		first_error(w, e, cid, ANV_IOW_ERR_VERIFY);
 }
 

@@ -1,6 +1,7 @@
 # C declarations of the IO engine (ext/include/aionvme/ioworker.h, hist.h).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from aionvme.includes.nvme cimport anv_cqe, anv_qpair
+from aionvme.includes.verify cimport anv_verify_mismatch
 
 
 cdef extern from "aionvme/hist.h" nogil:
@@ -48,6 +49,7 @@ cdef extern from "aionvme/ioworker.h" nogil:
         uint64_t first_error_lba
         uint32_t first_error_opcode
         uint32_t first_error_kind
+        anv_verify_mismatch verify_mismatch
         uint64_t lat_min_ns
         uint64_t lat_max_ns
         uint64_t lat_sum_ns
@@ -84,6 +86,9 @@ cdef extern from "aionvme/ioworker.h" nogil:
         uint8_t *aux
         uint64_t seed
         void *verify_ctx
+        int (*on_submit)(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, uint32_t nlb,
+                         uint8_t *data) noexcept nogil
+        uint64_t (*on_complete)(void *ctx, uint16_t cid, int ok, const uint8_t *data) noexcept nogil
 
     int anv_ioworker_run(const anv_iow_cfg *cfg, anv_qpair *qp, anv_iow_stats *st)
 

@@ -1,5 +1,5 @@
 # C declarations of data verification (ext/include/aionvme/{crc32c,verify}.h).
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 
 cdef extern from "aionvme/crc32c.h" nogil:
@@ -35,8 +35,6 @@ cdef extern from "aionvme/verify.h" nogil:
         uint64_t slba
         uint64_t nlb
     struct anv_verify_io:
-        uint64_t start
-        uint64_t end
         uint32_t op
     struct anv_verify_mismatch:
         uint64_t lba
@@ -54,7 +52,6 @@ cdef extern from "aionvme/verify.h" nogil:
         uint64_t nlba
         uint32_t lba_shift
         size_t size
-        uint64_t seq
     int anv_verify_open(anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size)
     int anv_verify_attach(anv_verify *v, int fd, uint32_t nsid, uint64_t nlba,
                           uint32_t lba_size)
@@ -66,3 +63,14 @@ cdef extern from "aionvme/verify.h" nogil:
                                     const anv_verify_range *r, uint32_t nr)
     uint64_t anv_verify_end(anv_verify *v, anv_verify_io *io, int ok,
                             anv_verify_mismatch *m)
+
+
+cdef extern from "aionvme/verify_iow.h" nogil:
+    struct anv_verify_iow:
+        uint64_t mismatches
+    int anv_verify_iow_init(anv_verify_iow *vw, anv_verify *v, uint32_t ncid, uint32_t max_nlb,
+                            int dealloc_zeroes, anv_verify_mismatch *m)
+    void anv_verify_iow_fini(anv_verify_iow *vw)
+    int anv_verify_iow_submit(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, uint32_t nlb,
+                              uint8_t *data)
+    uint64_t anv_verify_iow_complete(void *ctx, uint16_t cid, int ok, const uint8_t *data)

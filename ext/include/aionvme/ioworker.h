@@ -13,6 +13,7 @@
 #include "aionvme/hist.h"
 #include "aionvme/nvme.h"
 #include "aionvme/queue.h"
+#include "aionvme/verify.h"
 
 #define ANV_IOW_MAGIC 0x57494e41u /* "ANIW" */
 #define ANV_IOW_SECONDS (24u * 3600u + 60u) /* per-second counts: 24 hours and a margin */
@@ -53,7 +54,7 @@ enum anv_iow_reason {
 	ANV_IOW_END_ERROR = 4,     /* a command failed: first_error holds it */
 	ANV_IOW_END_TIMEOUT = 5,   /* outstanding commands got no completion in time */
 	ANV_IOW_END_DEVICE = 6,    /* the doorbell write failed: the device is gone */
-	ANV_IOW_END_VERIFY = 7,    /* data read back did not match (on_read hook) */
+	ANV_IOW_END_VERIFY = 7,    /* data read back did not match (on_complete hook) */
 	ANV_IOW_END_ABANDON = 8,   /* ANV_IOW_STOP_ABANDON: outstanding commands left behind */
 };
 
@@ -75,6 +76,8 @@ enum {
  * @errors: completions with a non-zero status
  * @first_error: the CQE of the first failed command, with @first_error_lba,
  *               @first_error_opcode and @first_error_kind (ANV_IOW_ERR_*)
+ * @verify_mismatch: the first LBA that failed verification (written by the
+ *                   on_complete hook before first_error_kind says VERIFY)
  * @lat_*_ns: latency over every completed command
  * @seconds: number of @per_second entries in use
  * @per_second: completions in each second since @start_ns
@@ -99,6 +102,7 @@ struct anv_iow_stats {
 	uint64_t first_error_lba;
 	uint32_t first_error_opcode;
 	uint32_t first_error_kind;
+	struct anv_verify_mismatch verify_mismatch;
 	uint64_t lat_min_ns;
 	uint64_t lat_max_ns;
 	uint64_t lat_sum_ns;
@@ -150,9 +154,11 @@ struct anv_iow_seq {
  * @data_iova/@data: qdepth buffers of io_size * lba_size bytes, one per CID
  * @aux_iova/@aux: qdepth * 16 bytes: the Dataset Management range of each CID
  * @seed: of the random generator (0: from the clock)
- * @verify_ctx/@on_write/@on_read: data verification hooks (NULL: off);
- *   on_write stamps @data before a write is submitted, on_read checks it
- *   after a read completed and returns non-zero on a mismatch
+ * @verify_ctx/@on_submit/@on_complete: data verification hooks (NULL: off;
+ *   verify_iow.h): on_submit sees every command (enum anv_iow_op) before it
+ *   is submitted, with its buffer, and stamps a write's; on_complete sees
+ *   every completion (@ok: Successful Completion) and returns non-zero when
+ *   read data failed the check
  */
 struct anv_iow_cfg {
 	uint32_t nsid;
@@ -183,8 +189,9 @@ struct anv_iow_cfg {
 	uint8_t *aux;
 	uint64_t seed;
 	void *verify_ctx;
-	int (*on_write)(void *ctx, uint64_t lba, uint32_t nlb, uint8_t *data);
-	int (*on_read)(void *ctx, uint64_t lba, uint32_t nlb, const uint8_t *data);
+	int (*on_submit)(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, uint32_t nlb,
+			 uint8_t *data);
+	uint64_t (*on_complete)(void *ctx, uint16_t cid, int ok, const uint8_t *data);
 };
 
 /**

@@ -9,18 +9,45 @@
  *   crc[nlba]     uint32_t: ANV_VERIFY_UNKNOWN, a sentinel, or the CRC32C
  *   token[nlba]   uint64_t: the write token stamped in the LBA (for reports)
  *   chunk bitmap  one bit per ANV_VERIFY_CHUNK LBAs: "this chunk was written"
+ *   busy[nlba]    uint64_t: changes of the LBA begun and in flight (below)
+ *   wide          uint64_t, one page: the same for changes too long for busy[]
  *
  * The file is sized with ftruncate() and so has pages only where written:
- * an 8 TB namespace of 512-byte LBAs maps 192 GiB of address space but
- * uses 12 bytes of memory per LBA written.  A read fault on a tmpfs hole
+ * an 8 TB namespace of 512-byte LBAs maps 320 GiB of address space but
+ * uses 20 bytes of memory per LBA written.  A read fault on a tmpfs hole
  * allocates a page, so readers test the chunk bitmap (nlba / 8192 bytes)
- * before they touch crc[] or token[].
+ * before they touch crc[], token[] or busy[].
  *
- * The in-flight bookkeeping (struct anv_verify_io) is private to the
- * process: the controller does not order commands (NVMe 1.3c, 6.3), so a
- * read that overlaps a write in flight may see either data, and two
- * overlapping writes in flight leave either data.  Such LBAs
- * are not checked, or are marked unknown.
+ * Commands in flight, across processes.  The controller does not order
+ * the commands it has been given (NVMe 1.3c, 6.3; the seed cites it), so
+ * a read that overlaps a change of an LBA in time may see old or new data,
+ * and two overlapping changes leave either result.  The parent and every
+ * ioworker process update the table, so the rule lives in the table:
+ *
+ *   busy[lba] = (changes begun << ANV_VERIFY_BUSY_GEN_SHIFT) | changes in flight
+ *
+ * - a change (Write, Write Zeroes, Write Uncorrectable, Deallocate) adds
+ *   one begun and one in flight before it is submitted (seq_cst RMW); if
+ *   another was in flight then, its result is unknown;
+ * - at completion it stores its result (CRC32C or sentinel), then (full
+ *   fence) reads busy[] again: if anything began since its own add, the
+ *   LBA becomes unknown; then it takes itself out of flight (release);
+ * - a read samples busy[] before it is submitted: an LBA with a change in
+ *   flight is not checked; one whose word changed by the check (another
+ *   change began while the read was outstanding) is not reported.
+ * Of two changes that overlap in time, the later to begin sees the other
+ * in flight and the earlier sees a new begin at its end, so both leave
+ * the LBA unknown, whichever stores last; a change that begins after
+ * another was taken out of flight was submitted after it completed and
+ * its result stands.  A read that passes the sample and the re-check had
+ * no change of the LBA in flight from before its submission until after
+ * its completion, so a mismatch there is a real corruption.  Changes of
+ * more than ANV_VERIFY_DENSE_MAX LBAs (a Dataset Management range; their
+ * result is always unknown) count in @wide instead, which reads and
+ * changes sample the same way.  Reads write nothing shared.
+ *
+ * A process that dies with changes in flight leaves their LBAs busy: they
+ * are not checked again until the table is made anew (safe: no false alarm).
  */
 #ifndef AIONVME_VERIFY_H
 #define AIONVME_VERIFY_H
@@ -41,8 +68,10 @@
 #define ANV_VERIFY_CHUNK   (1u << ANV_VERIFY_CHUNK_SHIFT)
 /* A deallocated range longer than this is marked only where written. */
 #define ANV_VERIFY_DENSE_MAX 65536u
-/* A read overlapping more in-flight ranges than this is not checked. */
-#define ANV_VERIFY_MAX_SKIP 64
+/* busy[] and wide: bits 19:0 changes in flight, 63:20 changes begun. */
+#define ANV_VERIFY_BUSY_GEN_SHIFT 20
+#define ANV_VERIFY_BUSY_INFLIGHT  ((1ull << ANV_VERIFY_BUSY_GEN_SHIFT) - 1)
+#define ANV_VERIFY_BUSY_BEGIN     ((1ull << ANV_VERIFY_BUSY_GEN_SHIFT) | 1ull)
 
 /**
  * enum anv_verify_op - what a command does to the table
@@ -81,23 +110,26 @@ struct anv_verify_range {
 
 /**
  * struct anv_verify_io - one command that reads or changes LBAs, in flight
- * or kept while a command in flight may still overlap it in time
- * @start/@end: event numbers of submission and completion (@end 0: in flight)
+ * @prev/@next: the process's commands in flight (freed by anv_verify_close())
  * @op: enum anv_verify_op
  * @data: the command's buffer (reads and writes)
  * @token: the token stamped by a write
  * @nr/@r: the LBA ranges
  * @crc: a write's per-LBA CRCs, computed at submission
+ * @snap: per LBA of the ranges: busy[] as sampled or set at submission
+ *        (0: not checked, or result unknown); unused for wide ranges
+ * @wide: the wide word as sampled at submission (0: a wide change was in flight)
  */
 struct anv_verify_io {
 	struct anv_verify_io *prev, *next;
-	uint64_t start, end;
 	uint32_t op;
 	uint32_t nr;
 	uint8_t *data;
 	uint64_t token;
 	struct anv_verify_range *r;
 	uint32_t *crc;
+	uint64_t *snap;
+	uint64_t wide;
 };
 
 /**
@@ -127,10 +159,10 @@ struct anv_verify_mismatch {
  * @fd: the memfd; owned (a worker maps it through anv_verify_attach())
  * @nsid/@nlba/@lba_shift: the namespace and its current LBA format
  * @base/@size: the MAP_SHARED mapping of the whole file
- * @crc/@token/@chunks: its three parts (see the top of this file)
+ * @crc/@token/@chunks/@busy/@wide: its parts (see the top of this file)
+ * @data_size: bytes of crc[], token[] and the chunk bitmap (what a reset clears)
  * @plan: CRC32C of one LBA
  * @head/@tail: struct anv_verify_io in order of submission
- * @seq: the last event number
  */
 struct anv_verify {
 	int fd;
@@ -142,9 +174,11 @@ struct anv_verify {
 	uint32_t *crc;
 	uint64_t *token;
 	uint64_t *chunks;
+	uint64_t *busy;
+	uint64_t *wide;
+	size_t data_size;
 	struct anv_crc32c_plan plan;
 	struct anv_verify_io *head, *tail;
-	uint64_t seq;
 };
 
 /**
@@ -178,7 +212,8 @@ void anv_verify_close(struct anv_verify *v);
  * anv_verify_reset() - every LBA unknown again, and the memory given back
  *
  * For Format NVM (NVMe Base 2.0, 5.23) and Sanitize (5.26), after which
- * the host may not assume what user data reads back.
+ * the host may not assume what user data reads back.  The busy[] counters
+ * of commands in flight (here or in a worker) are kept.
  *
  * Return: 0, or -1 with errno set.
  */
@@ -221,20 +256,38 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
  * @m: where to describe the first bad LBA of a read
  *
  * A successful change records its result in the table; a read is checked.
- * LBAs that another change overlapping in time may have touched are left
- * unchecked (reads) or become unknown (changes).  @io belongs to @v after.
+ * LBAs that another change overlapping in time (in any process) may have
+ * touched are left unchecked (reads) or become unknown (changes).  @io is
+ * freed.
  *
  * Return: the number of LBAs of a read that failed the check, else 0.
  */
 uint64_t anv_verify_end(struct anv_verify *v, struct anv_verify_io *io, int ok,
 			struct anv_verify_mismatch *m);
 
-/* Internals shared by verify.c and verify_io.c. */
+/* Internals shared by verify.c, verify_inflight.c, verify_io.c and verify_iow.c. */
 void __anv_verify_set(struct anv_verify *v, uint64_t slba, uint64_t nlb, uint32_t value);
-void __anv_verify_record(struct anv_verify *v, uint64_t slba, uint64_t nlb,
-			 const uint32_t *crc, uint64_t token);
+void __anv_verify_chunks_mark(struct anv_verify *v, uint64_t slba, uint64_t nlb);
+void __anv_verify_stamp(const struct anv_verify *v, uint8_t *data, uint64_t slba, uint64_t nlb,
+			uint64_t token, uint32_t *crc);
 uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t slba,
-			    uint64_t nlb, const struct anv_verify_range *skip, uint32_t nskip,
+			    uint64_t nlb, const uint64_t *snap, uint64_t wide,
 			    struct anv_verify_mismatch *m);
+
+/* The cross-process rule (verify_inflight.c; see the top of this file). */
+uint64_t __anv_verify_read_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb,
+				 uint64_t *snap);
+uint64_t __anv_verify_change_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb,
+				   uint64_t *snap);
+void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
+			     const uint64_t *snap, uint64_t wide, int ok, const uint32_t *crc,
+			     uint32_t value, uint64_t token);
+uint64_t __anv_verify_wide_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb);
+void __anv_verify_wide_end(struct anv_verify *v, uint64_t slba, uint64_t nlb);
+
+static inline int __anv_verify_is_wide(uint64_t nlb)
+{
+	return nlb > ANV_VERIFY_DENSE_MAX;
+}
 
 #endif /* AIONVME_VERIFY_H */

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cross-process rule for commands in flight: busy[] and wide in the
+ * shared table (the top of verify.h says why it is enough).  The parent's
+ * commands (verify_io.c) and an ioworker's (verify_iow.c) both go through
+ * here, so a worker's write in flight keeps the parent's overlapping read
+ * from a false alarm, and the other way round.
+ *
+ * Snapshots kept by the caller between begin and end:
+ * - a read's busy[] sample is the word + 1, or 0 when the LBA is not to be
+ *   checked (its chunk never written, or a change in flight);
+ * - a change's is the word after its own add, or 0 when another change was
+ *   in flight then (its result is unknown whatever it finds at the end);
+ * - the wide sample (both) is the wide word + 1, or 0 when a wide change
+ *   was in flight.
+ */
+#include "aionvme/verify.h"
+
+static inline int chunk_written(const struct anv_verify *v, uint64_t lba)
+{
+	uint64_t c = lba >> ANV_VERIFY_CHUNK_SHIFT;
+
+	return (int)((__atomic_load_n(&v->chunks[c >> 6], __ATOMIC_ACQUIRE) >> (c & 63)) & 1);
+}
+
+static inline uint64_t sample(const uint64_t *word)
+{
+	uint64_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+
+	return w & ANV_VERIFY_BUSY_INFLIGHT ? 0 : w + 1;
+}
+
+/**
+ * __anv_verify_read_begin() - sample busy[] of a read about to be submitted
+ * @snap: @nlb samples (see the top of this file)
+ *
+ * Return: the wide sample; 0 means nothing of the read is to be checked.
+ */
+uint64_t __anv_verify_read_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb,
+				 uint64_t *snap)
+{
+	uint64_t wide = sample(v->wide);
+
+	for (uint64_t i = 0; i < nlb; i++)
+		snap[i] = chunk_written(v, slba + i) ? sample(&v->busy[slba + i]) : 0;
+	return wide;
+}
+
+/**
+ * __anv_verify_change_begin() - put a change about to be submitted in flight
+ * @snap: @nlb snapshots for __anv_verify_change_end()
+ *
+ * The LBAs are unknown until it ends.  The chunks are marked first, so that
+ * busy[] is only touched where the table has pages.
+ *
+ * Return: the wide sample for __anv_verify_change_end().
+ */
+uint64_t __anv_verify_change_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb,
+				   uint64_t *snap)
+{
+	__anv_verify_chunks_mark(v, slba, nlb);
+	for (uint64_t i = 0; i < nlb; i++) {
+		/* seq_cst: of two changes, the later add sees the earlier one. */
+		uint64_t old = __atomic_fetch_add(&v->busy[slba + i], ANV_VERIFY_BUSY_BEGIN,
+						  __ATOMIC_SEQ_CST);
+
+		snap[i] = old & ANV_VERIFY_BUSY_INFLIGHT ? 0 : old + ANV_VERIFY_BUSY_BEGIN;
+		__atomic_store_n(&v->crc[slba + i], ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
+	}
+	return sample(v->wide);
+}
+
+/**
+ * __anv_verify_change_end() - a change completed: record it, take it out of flight
+ * @snap/@wide: what __anv_verify_change_begin() returned
+ * @ok: it completed successfully (else its effect is unknown)
+ * @crc: a Write's per-LBA CRC32C, or NULL: @value for every LBA
+ * @token: a Write's token (for reports)
+ */
+void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
+			     const uint64_t *snap, uint64_t wide, int ok, const uint32_t *crc,
+			     uint32_t value, uint64_t token)
+{
+	if (ok) {
+		for (uint64_t i = 0; i < nlb; i++) {
+			if (!snap[i])
+				continue;
+			if (crc)
+				v->token[slba + i] = token;
+			__atomic_store_n(&v->crc[slba + i], crc ? crc[i] : value, __ATOMIC_RELAXED);
+		}
+		/* The results are stored before busy[] and wide are read again: a
+		 * change that begins after the re-read sees this one in flight and
+		 * leaves the LBA unknown after these stores. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(v->wide, __ATOMIC_SEQ_CST) + 1 != wide)
+			ok = 0;
+	}
+	for (uint64_t i = 0; i < nlb; i++) {
+		uint64_t *busy = &v->busy[slba + i];
+
+		if (!ok || !snap[i] || __atomic_load_n(busy, __ATOMIC_SEQ_CST) != snap[i])
+			__atomic_store_n(&v->crc[slba + i], ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
+		/* release: a read that samples busy[] after this sees the result. */
+		__atomic_fetch_sub(busy, 1, __ATOMIC_RELEASE);
+	}
+}
+
+/**
+ * __anv_verify_wide_begin() - a change of more than ANV_VERIFY_DENSE_MAX LBAs
+ *
+ * Its result is always unknown (only Dataset Management ranges are that
+ * long), so it counts in the one wide word instead of per LBA, and marks
+ * only written chunks unknown: a huge range never allocates table pages.
+ *
+ * Return: 0 (a change end's snapshot is not needed).
+ */
+uint64_t __anv_verify_wide_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb)
+{
+	__atomic_fetch_add(v->wide, ANV_VERIFY_BUSY_BEGIN, __ATOMIC_SEQ_CST);
+	__anv_verify_set(v, slba, nlb, ANV_VERIFY_UNKNOWN);
+	return 0;
+}
+
+/**
+ * __anv_verify_wide_end() - the wide change completed (successfully or not)
+ */
+void __anv_verify_wide_end(struct anv_verify *v, uint64_t slba, uint64_t nlb)
+{
+	/* Nothing to store: the LBAs became unknown at the begin, and a change
+	 * overlapping this one in time sees the wide word move. */
+	(void)slba;
+	(void)nlb;
+	__atomic_fetch_sub(v->wide, 1, __ATOMIC_RELEASE);
+}
