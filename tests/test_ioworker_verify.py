@@ -125,7 +125,9 @@ async def test_disjoint_workers_no_false_alarm(nvme0, nvme0n1, qpair, verify):
     await parent_read(nvme0n1, qpair, start, 512)  # what they wrote verifies
     t = table(nvme0n1)
     written = [lba for lba in range(start, start + 512) if t.get(lba) > 2]
-    assert len(written) > 400  # random 8-LBA writes over 32 slots each: nearly all written
+    # Random 8-LBA writes over 32 slots at QD16: every slot is written, but two writes to
+    # one slot in flight together leave it unknown (the in-flight rule), so not all are known.
+    assert len(written) >= 128
     for lba in (written[0], written[-1]):
         nvme0.sim.corrupt(NSID, lba, offset=511)
         with pytest.raises(VerifyError, match=f"LBA {lba}: "):
