@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aionvme import _core
 from aionvme.cmdlog import Cmdlog, entries
 from aionvme.exceptions import InterfaceError, QueueDeletedError
+from aionvme.settings import SETTINGS
 
 if TYPE_CHECKING:
     from aionvme.controller import Controller
@@ -24,9 +25,12 @@ class Qpair:
     __slots__ = ("nvme", "depth", "prio", "qid", "vector", "ien", "reap", "_core", "_created")
 
     def __init__(self, nvme: "Controller", depth: int = 64, prio: int = 0, *,
-                 ien: bool = True, vector: int | None = None, reap: bool = True) -> None:
+                 ien: bool = True, vector: int | None = None, reap: bool = True,
+                 poll_us: float | None = None) -> None:
         """``reap=False``: another process reaps the CQ (an ioworker), so no
-        poller of this process may take its CQEs."""
+        poller of this process may take its CQEs.  ``poll_us``: how long the
+        only command of an idle queue is polled for before waiting for the
+        interrupt (default ``aionvme.config().poll_us``; 0: interrupts only)."""
         if nvme._device is None:
             raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
         mqes = (nvme.cap & 0xFFFF) + 1
@@ -51,6 +55,10 @@ class Qpair:
         self.reap = reap
         self._core = _core.CoreQpair(nvme._device, qid, depth, nvme.dstrd)
         self._core.loop = nvme._loop
+        if poll_us is not None and not 0 <= poll_us <= 1000:
+            raise InterfaceError(f"poll_us {poll_us} is outside 0..1000")
+        if reap:
+            self._core.poll_ns = int((SETTINGS.poll_us if poll_us is None else poll_us) * 1000)
         self._created = False
         nvme._io_qpairs[qid] = self  # reserve the qid while being created
 

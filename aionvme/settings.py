@@ -12,13 +12,15 @@ class Settings:
     fua_read: bool = False
     fua_write: bool = False
     timeout: float = 5.0  # seconds a command may take before CommandTimeout
+    poll_us: float = 20.0  # hybrid polling: how long an idle queue's only command is polled for
 
 
 SETTINGS = Settings()
 
 
 def config(verify: bool | None = None, fua_read: bool | None = None,
-           fua_write: bool | None = None, *, timeout: float | None = None) -> Settings:
+           fua_write: bool | None = None, *, timeout: float | None = None,
+           poll_us: float | None = None) -> Settings:
     """Set driver-wide options (seed: ``config(verify, fua_read, fua_write)``).
 
     Args:
@@ -26,6 +28,9 @@ def config(verify: bool | None = None, fua_read: bool | None = None,
         fua_read: set FUA on every read.
         fua_write: set FUA on every write.
         timeout: seconds before a command fails with ``CommandTimeout`` (default 5).
+        poll_us: microseconds an I/O queue's only outstanding command is polled for
+            before the event loop waits for its interrupt (default 20; 0: never).
+            Applies to queues created afterwards.
 
     Returns:
         The settings now in force.
@@ -40,4 +45,8 @@ def config(verify: bool | None = None, fua_read: bool | None = None,
         if not 0 < timeout <= 3600:
             raise InterfaceError(f"timeout {timeout} s is outside (0, 3600]")
         SETTINGS.timeout = float(timeout)
+    if poll_us is not None:
+        if not 0 <= poll_us <= 1000:
+            raise InterfaceError(f"poll_us {poll_us} is outside 0..1000")
+        SETTINGS.poll_us = float(poll_us)
     return SETTINGS

@@ -59,3 +59,17 @@ async def test_each_status_has_its_own_error_class(nvme0n1, qpair, buf):
         await nvme0n1.send_cmd(0xFF, qpair)
     assert issubclass(status.UnrecoveredReadError, aionvme.CommandError)
     assert (status.UnrecoveredReadError.SCT, status.UnrecoveredReadError.SC) == (2, 0x81)
+
+
+async def test_hybrid_polling_completes_an_idle_queues_command(nvme0, nvme0n1, buf):
+    """The only command of an idle queue is polled for poll_us before the loop waits
+    for its interrupt; poll_us=0 leaves it to the interrupt."""
+    async with aionvme.Qpair(nvme0, 8, poll_us=1000) as q:
+        fut = nvme0n1.read(q, buf, 0)
+        assert fut.done() and fut.result().ok       # found by polling, no loop round trip
+    async with aionvme.Qpair(nvme0, 8, poll_us=0) as q:
+        fut = nvme0n1.read(q, buf, 0)
+        assert not fut.done()                       # only the interrupt's poller reaps it
+        assert (await fut).ok
+    with pytest.raises(aionvme.InterfaceError, match="poll_us"):
+        aionvme.Qpair(nvme0, 8, poll_us=-1)

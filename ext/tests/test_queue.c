@@ -86,6 +86,9 @@ static void test_cids_and_shadow(void)
 	dbs = anv_arena_ptr(&a, (uint64_t)anv_arena_alloc(&a, 4096));
 	eis = anv_arena_ptr(&a, (uint64_t)anv_arena_alloc(&a, 4096));
 	anv_qpair_set_dbbuf(&qp, dbs, eis);
+	/* Two commands outstanding: the queue is busy, so EventIdx decides. */
+	anv_qpair_cid_alloc(&qp);
+	anv_qpair_cid_alloc(&qp);
 	rings = 0;
 	sqe.cid = 0;
 	anv_qpair_submit(&qp, &sqe, 1);
@@ -100,6 +103,11 @@ static void test_cids_and_shadow(void)
 	((uint32_t *)eis)[4] = 3;
 	anv_qpair_submit(&qp, &sqe, 1);
 	ok(rings == 3 && last_val == 4, "EventIdx at the old tail: ring again");
+	((uint32_t *)eis)[4] = 3; /* polling again ... */
+	anv_qpair_drop_all(&qp);  /* ... but the queue went idle: its only command rings */
+	anv_qpair_cid_alloc(&qp);
+	anv_qpair_submit(&qp, &sqe, 1);
+	ok(rings == 4 && last_val == 5, "the only command of an idle queue rings whatever EventIdx says");
 	anv_qpair_fini(&qp);
 	anv_arena_close(&a);
 }

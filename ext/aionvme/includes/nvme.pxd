@@ -132,3 +132,4 @@ cdef extern from "aionvme/queue.h" nogil:
     void anv_qpair_drop_all(anv_qpair *qp)
     void anv_qpair_reset_rings(anv_qpair *qp)
     int anv_qpair_outstanding(const anv_qpair *qp)
+    int anv_qpair_cq_ready(const anv_qpair *qp)

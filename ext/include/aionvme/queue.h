@@ -186,6 +186,12 @@ static inline void anv_qpair_sq_push(struct anv_qpair *qp)
 		qp->sq_tail = 0;
 }
 
+/* 1 when the CQ head entry carries the current phase tag (a new CQE, 4.6). */
+static inline int anv_qpair_cq_ready(const struct anv_qpair *qp)
+{
+	return (__atomic_load_n(&qp->cq[qp->cq_head].status, __ATOMIC_ACQUIRE) & 1u) == qp->phase;
+}
+
 static inline int anv_qpair_outstanding(const struct anv_qpair *qp)
 {
 	return (int)(qp->depth - 1 - qp->nfree);
