@@ -61,15 +61,15 @@ async def test_each_status_has_its_own_error_class(nvme0n1, qpair, buf):
     assert (status.UnrecoveredReadError.SCT, status.UnrecoveredReadError.SC) == (2, 0x81)
 
 
-async def test_hybrid_polling_completes_an_idle_queues_command(nvme0, nvme0n1, buf):
-    """The only command of an idle queue is polled for poll_us before the loop waits
-    for its interrupt; poll_us=0 leaves it to the interrupt."""
-    async with aionvme.Qpair(nvme0, 8, poll_us=1000) as q:
-        fut = nvme0n1.read(q, buf, 0)
-        assert fut.done() and fut.result().ok       # found by polling, no loop round trip
-    async with aionvme.Qpair(nvme0, 8, poll_us=0) as q:
-        fut = nvme0n1.read(q, buf, 0)
-        assert not fut.done()                       # only the interrupt's poller reaps it
-        assert (await fut).ok
+async def test_hybrid_polling(nvme0, nvme0n1, buf):
+    """An idle queue's first command is polled for (after the callbacks already due)
+    for up to poll_us; poll_us=0 leaves every completion to the interrupt."""
+    for poll_us in (1000, 20, 0):
+        async with aionvme.Qpair(nvme0, 8, poll_us=poll_us) as q:
+            fut = nvme0n1.read(q, buf, 0)
+            assert not fut.done()           # nothing is reaped inside submit()
+            assert (await fut).ok
+            cpls = await asyncio.gather(*(nvme0n1.read(q, aionvme.Buffer(512), i) for i in range(7)))
+            assert all(c.ok for c in cpls) and q.outstanding == 0
     with pytest.raises(aionvme.InterfaceError, match="poll_us"):
         aionvme.Qpair(nvme0, 8, poll_us=-1)

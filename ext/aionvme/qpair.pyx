@@ -110,6 +110,7 @@ cdef class CoreQpair:
     cdef public uint64_t poll_ns
     cdef int _poll_misses
     cdef int _poll_skip
+    cdef bint _poll_due
 
     def __cinit__(self, Device device, int qid, int depth, int dstrd=0):
         if not 2 <= depth <= 65536:
@@ -134,6 +135,7 @@ cdef class CoreQpair:
         self.poll_ns = 0
         self._poll_misses = 0
         self._poll_skip = 0
+        self._poll_due = False
         self._live = True
 
     def __dealloc__(self):
@@ -246,26 +248,30 @@ cdef class CoreQpair:
             self._release(cid)
             anv_qpair_cid_put(&self.qp, <uint16_t>cid)
             raise err
-        if self.poll_ns and anv_qpair_outstanding(&self.qp) == 1:
-            self._hybrid_poll(fut)
+        if self.poll_ns and not self._poll_due and anv_qpair_outstanding(&self.qp) == 1:
+            # After the callbacks already due (other tasks submitting theirs).
+            self._poll_due = True
+            self.loop.call_soon(self._hybrid_poll)
         return fut
 
-    cdef void _hybrid_poll(self, object fut):
-        """The only command of an idle queue: look for its CQE for up to poll_ns
-        before the loop would put the thread to sleep (a sleeping thread wakes
-        tens of us late on a VM).  A device that keeps missing the window is
-        left alone for a while."""
+    def _hybrid_poll(self):
+        """Commands went to an idle queue: look for a CQE for up to poll_ns before
+        the loop would put the thread to sleep (a sleeping thread wakes tens of
+        us late on a VM).  A device that keeps missing the window is left to
+        its interrupts for a while."""
         cdef uint64_t deadline
+        self._poll_due = False
+        if not self._live or not anv_qpair_outstanding(&self.qp):
+            return
         if self._poll_skip:
             self._poll_skip -= 1
             return
         deadline = _mono_ns() + self.poll_ns
         while _mono_ns() < deadline:
             if anv_qpair_cq_ready(&self.qp):
+                self._poll_misses = 0
                 self.reap()
-                if fut.done():
-                    self._poll_misses = 0
-                    return
+                return
         self._poll_misses += 1
         if self._poll_misses >= POLL_MISSES:
             self._poll_misses = 0
