@@ -100,11 +100,7 @@ class Controller:
             return
         if self._ioworkers and self._device is not None:
             # Workers first: their queues are deleted while the admin queue still works.
-            from aionvme.workers.worker import STOP_GRACE_S
-            for w in list(self._ioworkers):
-                w._stop("controller close", abandon=False, grace=STOP_GRACE_S)
-            for w in list(self._ioworkers):
-                await w._ended()
+            await self._drain_workers("controller close")
         self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -239,6 +235,15 @@ class Controller:
         from aionvme.workers.worker import STOP_GRACE_S
         for w in list(self._ioworkers):
             w._stop(reason, abandon=True, grace=STOP_GRACE_S)
+
+    async def _drain_workers(self, reason: str) -> None:
+        """Stop every running ioworker the normal way: it drains its commands and
+        exits, and its queue is deleted on the controller."""
+        from aionvme.workers.worker import STOP_GRACE_S
+        for w in list(self._ioworkers):
+            w._stop(reason, abandon=False, grace=STOP_GRACE_S)
+        for w in list(self._ioworkers):
+            await w._ended()
 
     async def _stop_workers(self, reason: str) -> None:
         """Before a reset: stop every running ioworker and wait until each has
@@ -553,7 +558,10 @@ class Controller:
         await self._enable()
 
     async def shutdown(self, abrupt: bool = False) -> None:
-        """Shutdown notification (CC.SHN) and wait for CSTS.SHST = 10b."""
+        """Shutdown notification (CC.SHN) and wait for CSTS.SHST = 10b.  Running
+        ioworkers are stopped first: the host stops submitting before it notifies
+        the controller (3.6.2)."""
+        await self._drain_workers("shutdown notification")
         cc = self._device.bar_read(REG_CC, 4)
         self._device.bar_write(REG_CC, 4, (cc & ~(3 << 14)) | ((2 if abrupt else 1) << 14))
         deadline = time.monotonic() + max(1.0, ((self.cap >> 24) & 0xFF) * 0.5)

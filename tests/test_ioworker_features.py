@@ -256,6 +256,19 @@ async def test_reset_during_io_stops_the_workers(nvme0, nvme0n1, subsystem, pcie
     assert r.io_count == 1000 and r.error == 0
 
 
+async def test_shutdown_notification_stops_the_workers_first(nvme0, nvme0n1, subsystem):
+    with pytest.raises(IOWorkerStopped, match="shutdown notification"):
+        async with nvme0n1.ioworker(io_size=8, qdepth=16, time=60) as w:
+            await started(w, 100)
+            await subsystem.shutdown_notify()
+            assert not w.running and (nvme0[0x1C] >> 2) & 3 == 2   # CSTS.SHST: complete
+    assert w.result.stopped_by == "shutdown notification"
+    assert_cleaned(nvme0, w)
+    await nvme0.reset()                                 # 3.6.2: a reset before new commands
+    r = await nvme0n1.ioworker(io_size=8, io_count=1000)
+    assert r.io_count == 1000 and r.error == 0
+
+
 async def test_reset_stop_with_check_false_returns_the_result(nvme0, nvme0n1):
     async with nvme0n1.ioworker(io_size=8, qdepth=16, time=60, check=False) as w:
         await started(w, 100)
