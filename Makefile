@@ -28,7 +28,7 @@ export DEBIAN_FRONTEND = noninteractive
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BUILD_DEPS = "setuptools>=65" wheel "Cython==3.3.1" "pytest>=7" "pytest-asyncio>=1.1"
-TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13" "ruff>=0.4" "matplotlib>=3.5"
+TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13" "ruff>=0.4" "matplotlib>=3.5" "mypy>=1.8"
 CHECKED = aionvme tests benchmarks examples
 
 .PHONY: all build-tools deps compile debug test-deps system-deps test test-fast demo bench docs \

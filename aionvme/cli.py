@@ -24,7 +24,7 @@ async def _info(address: str) -> None:
         print(f"namespace 1  {ns.nsze} LBAs of {ns.lba_size} bytes ({ns.capacity / 1e9:.1f} GB)")
         smart = aionvme.Buffer(512)
         await nvme0.getlogpage(0x02, smart, 512)
-        print(f"temperature  {smart.data(2, 1) - 273} C")
+        print(f"temperature  {int(smart.data(2, 1)) - 273} C")
         print(f"power cycles {smart.data(127, 112)}")
 
 

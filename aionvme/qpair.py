@@ -92,11 +92,11 @@ class Qpair:
             nvme.pcie.msix_mask(self.vector, False)
         await nvme.send_cmd(0x05, cdw10=self.qid | (qsize << 16),
                             cdw11=1 | (int(self.ien) << 1) | (self.vector << 16),
-                            **_prp(self._core.cq_iova))
+                            prp1=self._core.cq_iova)  # 5.5: a physically contiguous CQ
         try:
             await nvme.send_cmd(0x01, cdw10=self.qid | (qsize << 16),
                                 cdw11=1 | (self.prio << 1) | (self.qid << 16),
-                                **_prp(self._core.sq_iova))
+                                prp1=self._core.sq_iova)  # 5.4: a physically contiguous SQ
         except BaseException:
             await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
             raise
@@ -145,8 +145,3 @@ class Qpair:
 
     def __repr__(self) -> str:
         return f"<Qpair qid={self.qid} depth={self.depth} vector={self.vector}>"
-
-
-def _prp(iova: int) -> dict[str, int]:
-    """The queue base address as PRP Entry 1 (5.4: a physically contiguous queue)."""
-    return {"prp1": iova}

@@ -27,3 +27,13 @@ def test_ruff_check() -> None:
     proc = subprocess.run([*_ruff(), "check", "--no-cache", "--output-format", "concise", *paths],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"ruff check found problems:\n{proc.stdout}{proc.stderr}"
+
+
+def test_mypy() -> None:
+    """Type-check the package against its annotations and the native core's stub
+    (aionvme/_core.pyi); the options are in pyproject.toml [tool.mypy]."""
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed ('make test' installs it: pip install mypy)")
+    proc = subprocess.run([sys.executable, "-m", "mypy", "aionvme"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"mypy found problems:\n{proc.stdout}{proc.stderr}"

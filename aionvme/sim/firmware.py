@@ -44,7 +44,7 @@ class Firmware:
         return (0, 0)
 
     @staticmethod
-    def revision_of(image: bytes) -> str:
+    def revision_of(image: bytes | bytearray) -> str:
         """The revision an image carries: its first 8 bytes, printable ASCII."""
         rev = image[:8].decode("ascii", "replace").strip(" \0")
         if not rev or not rev.isprintable():

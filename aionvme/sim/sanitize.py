@@ -57,7 +57,10 @@ class Sanitize:
         self.generation += 1
         self.dev.core.io_block_status = SANITIZE_STATUS_BLOCK
         gen = self.generation
-        self.dev.after(self.duration, lambda: gen == self.generation and self.complete())
+        def done() -> None:
+            if gen == self.generation:  # not restarted since
+                self.complete()
+        self.dev.after(self.duration, done)
 
     def complete(self) -> None:
         for nsid, ns in self.dev.state.namespaces.items():

@@ -45,7 +45,10 @@ class SelfTest:
         self.duration = ms / 1000
         self.generation += 1
         gen = self.generation
-        self.dev.after(self.duration, lambda: gen == self.generation and self.finish(NO_ERROR))
+        def done() -> None:
+            if gen == self.generation:  # not aborted or restarted since
+                self.finish(NO_ERROR)
+        self.dev.after(self.duration, done)
         return (0, 0)
 
     def finish(self, result: int) -> None:

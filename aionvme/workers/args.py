@@ -318,7 +318,7 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
                              f"[{region_start}, {region_end - io_size}] where an IO fits")
     if output_io_per_second is not None and not isinstance(output_io_per_second, list):
         raise InterfaceError("output_io_per_second must be a list (it is filled in) or None")
-    percentiles = DEFAULT_PERCENTILES
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
     if output_percentile_latency is not None:
         if not isinstance(output_percentile_latency, dict):
             raise InterfaceError("output_percentile_latency must be a dict of percent -> None")
