@@ -144,7 +144,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         try:
             lines.append(str(ctrl.cmdlog(CMDLOG_IN_REPORT)))
             for q in list(ctrl._io_qpairs.values()):
-                lines.append(str(q.cmdlog(CMDLOG_IN_REPORT)))
+                if q.reap:  # a worker's queue: its own log below
+                    lines.append(str(q.cmdlog(CMDLOG_IN_REPORT)))
+            for w in list(getattr(ctrl, "_ioworkers", ())):
+                lines.append(str(w.cmdlog(CMDLOG_IN_REPORT)))
         except Exception as e:  # the report must not fail
             lines.append(f"(cmdlog unavailable: {e})")
         report.sections.append((f"aionvme cmdlog of {ctrl.addr}", "\n".join(x for x in lines if x)))

@@ -252,3 +252,19 @@ async def test_seed_outputs_are_filled(nvme0n1):
     assert per_second == r.io_per_second and sum(per_second) == 2000
     assert 0 < pct[50] <= pct[99.9]  # milliseconds, as the seed gives them
     assert pct[50] == r.latency_percentiles_us[50.0] / 1000
+
+
+async def test_worker_cmdlog_shows_the_failing_command(nvme0, nvme0n1):
+    """The worker queue's cmdlog lives in the arena: the parent reads it, also after
+    the worker ended, with the failing CQE in it."""
+    with nvme0.sim.inject_status(opcode=0x02, sct=2, sc=0x81, count=1):
+        w = nvme0n1.ioworker(io_size=8, read_percentage=100, io_count=10_000, qdepth=4,
+                             check=False)
+        await w
+    log = w.cmdlog()
+    assert 0 < len(log) <= 1024 and [e.seq for e in log] == sorted(e.seq for e in log)
+    failed = [e for e in log if e.completed and e.status]
+    assert len(failed) == 1 and ((failed[0].status >> 8) & 7, failed[0].status & 0xFF) == (2, 0x81)
+    assert failed[0].opcode == 0x02 and failed[0].cid == w.result.first_error["completion"].cid
+    assert "UNRECOVERED READ ERROR (02/81)" in str(failed[0])
+    assert all(e.submit_ns <= e.complete_ns for e in log if e.completed)

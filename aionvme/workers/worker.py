@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from aionvme import _core
+from aionvme.cmdlog import Cmdlog, entries
 from aionvme.exceptions import (InterfaceError, IOWorkerCommandError, IOWorkerDied,
                                 IOWorkerError, IOWorkerStopped, IOWorkerTimeout,
                                 IOWorkerVerifyError, command_error)
@@ -28,6 +29,8 @@ GRACE_S = 5.0          # beyond its own command timeout, how long a stopping wor
 STOP_GRACE_S = 2.0     # a worker told to stop by a reset, Ctrl-C or close: then it is killed
 PIN_MIN_CPUS = 4       # pin workers to cores only with this many (see _cpu_for)
 SEQ_ENTRY = struct.Struct("<QQII")  # struct anv_iow_seq
+CMDLOG_ENTRY = struct.Struct("<64s16sQQQII")  # struct anv_cmdlog_entry
+CMDLOG_ENTRIES = 1024
 
 
 def _fill(buf: Any, pattern: Any, lba_size: int) -> None:
@@ -63,7 +66,8 @@ class IOWorker:
     """
 
     __slots__ = ("ns", "args", "result", "_qpair", "_bufs", "_stats", "_proc", "_task",
-                 "_error", "_killer", "_stderr", "_stopped_by", "_overran", "cpu")
+                 "_error", "_killer", "_stderr", "_stopped_by", "_overran", "cpu", "_log",
+                 "_log_qid")
 
     def __init__(self, ns: "Namespace", args: IOWorkerArgs) -> None:
         self.ns = ns
@@ -71,6 +75,8 @@ class IOWorker:
         self.result: IOWorkerResult | None = None
         self._qpair: "Qpair | None" = None
         self._bufs: tuple[Any, ...] = ()
+        self._log: Any = None        # the worker queue's cmdlog ring, in the arena
+        self._log_qid = 0
         self._stats: Any = None
         self._proc: asyncio.subprocess.Process | None = None
         self._task: "asyncio.Task[None] | None" = None
@@ -132,6 +138,8 @@ class IOWorker:
                 seq[0:seq.size] = b"".join(SEQ_ENTRY.pack(round(t * 1000), lba, nlb, op)
                                            for t, op, lba, nlb in a.io_sequence)
             self._bufs = (data, aux, seq)
+            self._log = _core.Buffer(CMDLOG_ENTRIES * CMDLOG_ENTRY.size, "ioworker cmdlog")
+            self._log_qid = qp.qid
             self.cpu = _cpu_for(nvme)
             self._stats = _core.IOWorkerStats()
             verifier = ns._current_verifier()
@@ -156,6 +164,7 @@ class IOWorker:
                 "dist_cum": a.dist_table(),
                 "seq_iova": seq.iova if seq is not None else 0,
                 "nseq": len(a.io_sequence or ()), "cpu": self.cpu,
+                "log_iova": self._log.iova, "log_size": CMDLOG_ENTRIES,
             }
             fds = [arena.fd, bar_fd, db_fd, self._stats.fd]
             if verifier is not None:
@@ -296,6 +305,20 @@ class IOWorker:
             # The seed gives these in milliseconds.
             for k in list(a.output_percentile_latency):
                 a.output_percentile_latency[k] = res.latency_percentiles_us[float(k)] / 1000
+
+    def cmdlog(self, count: int = 0) -> Cmdlog:
+        """The worker queue's last ``count`` commands (all kept, up to 1024, when 0)
+        with their completions; still readable after the worker ended."""
+        if self._log is None:
+            return Cmdlog()
+        raw = bytes(self._log[0:self._log.size])
+        rows = []
+        for i in range(CMDLOG_ENTRIES):
+            sqe, cqe, seq, sub_ns, done_ns, flags, _ = CMDLOG_ENTRY.unpack_from(raw, i * CMDLOG_ENTRY.size)
+            if seq:
+                rows.append((seq, sqe, cqe, sub_ns, done_ns, flags))
+        rows.sort()
+        return entries(self._log_qid, rows[-count:] if count > 0 else rows)
 
     async def _release(self) -> None:
         """Delete the worker's queue pair (once its process is gone)."""

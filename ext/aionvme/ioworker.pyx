@@ -224,6 +224,11 @@ def ioworker_run(dict a, IOWorkerStats stats):
         cfg.aux_iova = a["aux_iova"]
         cfg.aux = ar.base + cfg.aux_iova
         cfg.seed = a.get("seed", 0)
+        if a.get("log_iova") is not None:
+            # The queue's cmdlog lives in the arena, where the parent reads it.
+            cfg.log = <anv_cmdlog_entry *>(ar.base + <uint64_t>a["log_iova"])
+            cfg.log_size = a["log_size"]
+            cfg.log_clock_offset = _time.time_ns() - _time.monotonic_ns()
         ver = a.get("verify")
         if ver is not None:
             # The parent's table of the namespace: shared both ways (verify.h).

@@ -32,6 +32,8 @@ struct iow {
 	uint32_t *nlb;         /* per CID: LBAs of its command */
 	uint8_t *op;           /* per CID: enum anv_iow_op */
 	uint64_t *prp1, *prp2; /* per CID: the data pointer of its buffer (for io_size) */
+	uint64_t *log_seq;     /* per CID: its cmdlog entry's sequence number */
+	uint64_t log_next;
 	uint64_t submitted;
 	uint32_t reason;
 };
@@ -154,7 +156,8 @@ static int iow_init(struct iow *w, const struct anv_iow_cfg *c, struct anv_qpair
 	w->op = calloc(ncid, 1);
 	w->prp1 = calloc(ncid, sizeof(uint64_t));
 	w->prp2 = calloc(ncid, sizeof(uint64_t));
-	if (!w->sub_ns || !w->lba || !w->nlb || !w->op || !w->prp1 || !w->prp2)
+	w->log_seq = calloc(ncid, sizeof(uint64_t));
+	if (!w->sub_ns || !w->lba || !w->nlb || !w->op || !w->prp1 || !w->prp2 || !w->log_seq)
 		return -1;
 	/* Each CID owns one data buffer: its PRPs (and PRP list) are built once. */
 	for (uint32_t cid = 0; cid < c->qdepth; cid++) {
@@ -173,6 +176,7 @@ static void iow_fini(struct iow *w)
 	free(w->op);
 	free(w->prp1);
 	free(w->prp2);
+	free(w->log_seq);
 }
 
 /* The index of the first cumulative weight above a uniform draw below the total. */
@@ -285,6 +289,19 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint
 	w->lba[cid] = lba;
 	w->nlb[cid] = nlb;
 	w->op[cid] = (uint8_t)op;
+	if (c->log) {
+		uint64_t seq = ++w->log_next;
+		struct anv_cmdlog_entry *e = &c->log[seq % c->log_size];
+
+		e->seq = 0; /* a reader skips the entry while it is rewritten */
+		memcpy(&e->sqe, sqe, sizeof(*sqe));
+		memset(&e->cqe, 0, sizeof(e->cqe));
+		e->submit_ns = now + (uint64_t)c->log_clock_offset;
+		e->complete_ns = 0;
+		e->flags = 0;
+		__atomic_store_n(&e->seq, seq, __ATOMIC_RELEASE);
+		w->log_seq[cid] = seq;
+	}
 	anv_qpair_sq_push(w->qp);
 }
 
@@ -313,6 +330,14 @@ static inline void complete(struct iow *w, const struct anv_cqe *e, uint64_t now
 
 	if (cid >= c->qdepth)
 		return; /* not ours: anv_qpair_reap() did not free a CID for it */
+	if (c->log) {
+		struct anv_cmdlog_entry *le = &c->log[w->log_seq[cid] % c->log_size];
+
+		if (__atomic_load_n(&le->seq, __ATOMIC_ACQUIRE) == w->log_seq[cid]) {
+			le->cqe = *e;
+			le->complete_ns = now + (uint64_t)c->log_clock_offset;
+		}
+	}
 	op = w->op[cid];
 	lat = now > w->sub_ns[cid] ? now - w->sub_ns[cid] : 0;
 	put64(&st->ios[op], st->ios[op] + 1u);

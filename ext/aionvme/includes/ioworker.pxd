@@ -1,6 +1,6 @@
 # C declarations of the IO engine (ext/include/aionvme/ioworker.h, hist.h).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from aionvme.includes.nvme cimport anv_cqe, anv_qpair
+from aionvme.includes.nvme cimport anv_cqe, anv_qpair, anv_cmdlog_entry
 from aionvme.includes.verify cimport anv_verify_mismatch
 
 
@@ -89,6 +89,9 @@ cdef extern from "aionvme/ioworker.h" nogil:
         int (*on_submit)(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, uint32_t nlb,
                          uint8_t *data) noexcept nogil
         uint64_t (*on_complete)(void *ctx, uint16_t cid, int ok, const uint8_t *data) noexcept nogil
+        anv_cmdlog_entry *log
+        uint32_t log_size
+        int64_t log_clock_offset
 
     int anv_ioworker_run(const anv_iow_cfg *cfg, anv_qpair *qp, anv_iow_stats *st)
 

@@ -192,6 +192,14 @@ struct anv_iow_cfg {
 	int (*on_submit)(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, uint32_t nlb,
 			 uint8_t *data);
 	uint64_t (*on_complete)(void *ctx, uint16_t cid, int ok, const uint8_t *data);
+	/*
+	 * The queue's cmdlog, in memory the parent reads (the DMA arena): @log_size
+	 * entries, the newest commands kept; NULL for none.  Times are CLOCK_REALTIME:
+	 * the worker's monotonic clock plus @log_clock_offset.
+	 */
+	struct anv_cmdlog_entry *log;
+	uint32_t log_size;
+	int64_t log_clock_offset;
 };
 
 /**
