@@ -8,7 +8,7 @@
 """
 from aionvme._core import Buffer, Completion
 from aionvme.controller import Controller
-from aionvme.exceptions import CommandError, CommandTimeout, InterfaceError, NvmeError
+from aionvme.exceptions import CommandError, CommandTimeout, InterfaceError, NvmeError, VerifyError
 from aionvme.namespace import Namespace
 from aionvme.pcie import Pcie
 from aionvme.qpair import Qpair
@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 
 __all__ = (
     "Buffer", "Completion", "CommandError", "CommandTimeout", "Controller", "InterfaceError",
-    "Namespace", "NvmeError", "Pcie", "Qpair", "Subsystem", "config",
+    "Namespace", "NvmeError", "Pcie", "Qpair", "Subsystem", "VerifyError", "config",
 )
