@@ -70,3 +70,26 @@ async def test_injected_status_is_reported(nvme0, nvme0n1, qpair, buf):
     with nvme0.sim.inject_status(opcode=0x02, qid=qpair.qid, sct=2, sc=0x81):
         with pytest.raises(aionvme.CommandError, match="02/81 Unrecovered Read Error"):
             await nvme0n1.read(qpair, buf, 0)
+
+
+async def test_duplicate_completion_is_recorded_not_fatal(nvme0, nvme0n1, qpair, buf):
+    """A second CQE for a CID no longer outstanding (4.6): reported, and ignored."""
+    before = len(nvme0.bad_completions)
+    with nvme0.sim.duplicate(opcode=0x02, qid=qpair.qid) as fault:
+        assert (await nvme0n1.read(qpair, buf, 0)).ok
+        assert fault.hits == 1
+    await asyncio.sleep(0.01)
+    assert (await nvme0n1.read(qpair, buf, 0)).ok            # the queue goes on
+    bad = nvme0.bad_completions[before:]
+    assert len(bad) == 1 and bad[0].sqid == qpair.qid and bad[0].ok
+
+
+async def test_completion_with_an_unknown_cid(nvme0, nvme0n1, qpair, buf):
+    """A CQE naming a CID the host never used: recorded; the real command times out."""
+    before = len(nvme0.bad_completions)
+    with nvme0.sim.bad_cid(opcode=0x02, qid=qpair.qid):
+        with pytest.raises(aionvme.CommandTimeout):
+            await nvme0n1.read(qpair, buf, 0, timeout=0.2)
+    bad = nvme0.bad_completions[before:]
+    assert len(bad) == 1 and bad[0].cid >= 0x8000
+    assert (await nvme0n1.read(qpair, buf, 0)).ok

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aionvme.sim.device import SimDevice
 
-ACTIONS = {"status": 1, "drop": 2, "delay": 3}
+ACTIONS = {"status": 1, "drop": 2, "delay": 3, "duplicate": 4, "bad_cid": 5}
 
 
 class Control:

@@ -86,6 +86,20 @@ class SimControl:
         return Fault(self, self._call("fault", action="drop", count=count,
                                       **self._match(opcode, qid, nsid, lba, lba_count))["slot"])
 
+    def duplicate(self, *, opcode: int | None = None, qid: int | None = None, nsid: int = 0,
+                  lba: int | None = None, lba_count: int = 1, count: int = 1) -> Fault:
+        """Post matching I/O commands' completions twice: the second CQE names a CID
+        that is no longer outstanding (a misbehaving controller)."""
+        return Fault(self, self._call("fault", action="duplicate", count=count,
+                                      **self._match(opcode, qid, nsid, lba, lba_count))["slot"])
+
+    def bad_cid(self, *, opcode: int | None = None, qid: int | None = None, nsid: int = 0,
+                lba: int | None = None, lba_count: int = 1, count: int = 1) -> Fault:
+        """Complete matching I/O commands with a CID the host never used, so the
+        real command never completes (its deadline catches it)."""
+        return Fault(self, self._call("fault", action="bad_cid", count=count,
+                                      **self._match(opcode, qid, nsid, lba, lba_count))["slot"])
+
     def clear(self) -> None:
         """Disarm every fault rule."""
         self._call("fault_clear")

@@ -57,6 +57,8 @@ enum sim_fault_action {
 	SIM_FAULT_STATUS = 1, /* complete with @status */
 	SIM_FAULT_DROP = 2,   /* never complete */
 	SIM_FAULT_DELAY = 3,  /* complete @delay_us later */
+	SIM_FAULT_DUPLICATE = 4, /* complete twice: the second CQE names a CID already done */
+	SIM_FAULT_BAD_CID = 5,   /* complete with a CID the host never used (cid ^ 0x8000) */
 };
 
 /**

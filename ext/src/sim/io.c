@@ -402,7 +402,11 @@ int sim_process_io(struct sim_ctrl *c, int budget)
 						now = now_ns();
 				}
 			}
+			if (f >= 0 && c->faults[f].action == SIM_FAULT_BAD_CID)
+				sqe.cid ^= 0x8000u; /* a misbehaving controller: the host must cope */
 			__sim_complete(c, q, sqe.cid, status, 0, delay, now);
+			if (f >= 0 && c->faults[f].action == SIM_FAULT_DUPLICATE)
+				__sim_complete(c, q, sqe.cid, status, 0, 0, now);
 		}
 	}
 	if (n)
