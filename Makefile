@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # controller is the conformance suites' second device (the qemu backend).
 APT_PACKAGES ?= qemu-system-x86
 # The spec-behaviour suites, run once per device (--pciaddr sim, then qemu).
-CONFORMANCE = $(sort $(wildcard tests/test_conf_*.py)) tests/test_qemu.py
+CONFORMANCE = $(sort $(wildcard tests/test_conf_*.py)) tests/test_qemu.py tests/test_api.py
 
 # Debian's own python3 is "externally managed" (PEP 668); these commands install into
 # whichever interpreter PYTHON names, as asked.  Nothing here may wait for input.

@@ -73,3 +73,30 @@ async def test_hybrid_polling(nvme0, nvme0n1, buf):
             assert all(c.ok for c in cpls) and q.outstanding == 0
     with pytest.raises(aionvme.InterfaceError, match="poll_us"):
         aionvme.Qpair(nvme0, 8, poll_us=-1)
+
+
+async def test_waitdone_waits_for_the_oldest_commands(nvme0, nvme0n1, qpair):
+    """Seed compatibility: commands are sent when called, waitdone() collects them."""
+    seen = []
+    for i in range(4):
+        nvme0n1.read(qpair, aionvme.Buffer(512), i, cb=lambda cdw0, st, i=i: seen.append(i))
+    cpls = await qpair.waitdone(4)
+    assert len(cpls) == 4 and all(c.ok for c in cpls) and sorted(seen) == [0, 1, 2, 3]
+    nvme0.getfeatures(0x07)
+    (cpl,) = await nvme0.waitdone()                   # Number of Queues (5.27.1.7)
+    assert cpl.ok and min(cpl.cdw0 & 0xFFFF, cpl.cdw0 >> 16) + 1 == nvme0.max_io_queues
+
+
+@pytest.mark.sim_only("firmware download and commit")
+async def test_downfw_from_a_file(nvme0, tmp_path):
+    image = tmp_path / "fw.bin"
+    image.write_bytes(b"DOWNFW01" + bytes(10000))      # revision in its first 8 bytes
+    cpl = await nvme0.downfw(str(image), slot=2, action=1)
+    assert cpl.ok
+    log = aionvme.Buffer(512)
+    await nvme0.getlogpage(0x03, log, 512)
+    assert log.data(23, 16, str) == "DOWNFW01"         # FRS2 (5.16.1.4)
+    with pytest.raises(aionvme.InterfaceError, match="empty"):
+        empty = tmp_path / "empty.bin"
+        empty.write_bytes(b"")
+        await nvme0.downfw(str(empty))
