@@ -1,6 +1,7 @@
 """Get Features / Set Features (NVMe 2.0, 5.27, 5.28): each feature, SEL 0-3
 (current, default, saved, supported capabilities), SV and Number of Queues.
 Runs on every backend."""
+import asyncio
 import struct
 
 import pytest
@@ -170,3 +171,32 @@ async def test_number_of_queues(pciaddr):
         async with aionvme.Qpair(c, 8):
             cpl = await c.setfeatures(0x07, (3 << 16) | 3, check=False)
             assert (cpl.sct, cpl.sc) == (0, 0x0C)
+
+
+@pytest.mark.sim_only("counts interrupts inside the simulator")
+async def test_interrupt_coalescing_holds_the_vector_until_the_threshold(nvme0, nvme0n1):
+    """5.27.1.9: THR 3 (four entries, 0's based) and TIME 255 (25.5 ms): four
+    completions spread over a few ms raise one interrupt; with Coalescing Disable
+    (5.27.1.10) on the vector each raises its own."""
+    async def spread_reads(q):
+        futs = []
+        for i in range(4):                       # apart: the device completes each alone
+            futs.append(nvme0n1.read(q, aionvme.Buffer(512), i))
+            await asyncio.sleep(0.002)
+        assert all(c.ok for c in await asyncio.gather(*futs))
+
+    async with aionvme.Qpair(nvme0, 16, poll_us=0) as q:
+        irqs = lambda: nvme0.sim.state()["irq_counts"][q.vector]   # noqa: E731
+        await nvme0.setfeatures(0x08, cdw11=(255 << 8) | 3)
+        try:
+            before = irqs()
+            await spread_reads(q)
+            assert irqs() - before == 1
+            assert (await nvme0n1.read(q, aionvme.Buffer(512), 0)).ok   # alone: after TIME
+            await nvme0.setfeatures(0x09, cdw11=q.vector | (1 << 16))   # CD for this vector
+            before = irqs()
+            await spread_reads(q)
+            assert irqs() - before > 1                      # nothing held
+        finally:
+            await nvme0.setfeatures(0x08, cdw11=0)
+            await nvme0.setfeatures(0x09, cdw11=q.vector)

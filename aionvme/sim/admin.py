@@ -371,6 +371,8 @@ class Admin:
         if sv:
             feats.saved[key] = value
         self.dev.check_temperature()
+        if fid in (F.INTERRUPT_COALESCING, F.INTERRUPT_VECTOR_CONFIG):
+            self.dev.apply_interrupt_features()
         return (0, cdw0)
 
     def _timestamp(self) -> bytes:

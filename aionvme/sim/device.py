@@ -248,6 +248,7 @@ class SimDevice:
         self.admin.firmware.controller_reset()
         self.core.queues_reset()
         self.state.controller_reset(self.core)
+        self.apply_interrupt_features()
         keep_nssro = self.csts & CSTS_NSSRO
         self.csts = keep_nssro
         self.cc &= ~CC_EN
@@ -283,6 +284,7 @@ class SimDevice:
         self._msix_reset()
         self.state.power_on()
         self.state.apply_write_cache(self.core)
+        self.apply_interrupt_features()
         self.admin.sanitize.power_on()
 
     def reset(self, kind: int) -> None:
@@ -295,6 +297,14 @@ class SimDevice:
             self.power_on()
         else:
             raise ValueError(f"reset kind {kind}")
+
+    def apply_interrupt_features(self) -> None:
+        """Interrupt Coalescing (5.27.1.9) and Interrupt Vector Configuration's CD
+        (5.27.1.10) as the data path applies them."""
+        feats = self.state.features
+        v = feats.current(0x08)
+        disabled = [bool(feats.current(0x09, vec) & (1 << 16)) for vec in range(self.cfg.vectors)]
+        self.core.set_coalescing(v & 0xFF, (v >> 8) & 0xFF, disabled)
 
     def check_temperature(self) -> None:
         """Composite temperature against its thresholds (5.27.1.3): warning bit 1 and an event."""

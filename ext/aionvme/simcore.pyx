@@ -195,6 +195,14 @@ cdef class SimCore:
     def irq_check_pending(self):
         sim_irq_check_pending(&self.c)
 
+    def set_coalescing(self, int thr, int time, list disabled):
+        """Interrupt Coalescing (THR, TIME) and, per vector, Coalescing Disable."""
+        cdef int v
+        self.c.coal_thr = thr & 0xff
+        self.c.coal_time = time & 0xff
+        for v in range(64):
+            self.c.coal_disable[v] = 1 if v < len(disabled) and disabled[v] else 0
+
     def irq_counts(self):
         return [self.c.irq_count[i] for i in range(self.c.nvec)]
 

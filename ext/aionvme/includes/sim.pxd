@@ -52,6 +52,9 @@ cdef extern from "aionvme/sim.h" nogil:
         uint8_t msix_enabled
         uint8_t msix_fmask
         uint64_t irq_count[64]
+        uint8_t coal_thr
+        uint8_t coal_time
+        uint8_t coal_disable[64]
         sim_sq sq[65]
         sim_cq cq[65]
         sim_ns ns[17]

@@ -40,6 +40,8 @@ struct sim_cq {
 	uint16_t nsq; /* SQs bound to this CQ */
 	uint64_t iova;
 	uint8_t irq_due;
+	uint32_t coal_count;  /* CQEs posted since this CQ's last interrupt */
+	uint64_t coal_due_ns; /* when a held interrupt must go out (0: none held) */
 };
 
 struct sim_ns {
@@ -107,6 +109,11 @@ struct sim_ctrl {
 	uint8_t msix_enabled;
 	uint8_t msix_fmask;
 	uint64_t irq_count[ANV_MSIX_MAX_VECTORS];
+	/* 5.27.1.9 Interrupt Coalescing and 5.27.1.10 Interrupt Vector Configuration */
+	uint8_t coal_thr;                        /* aggregation threshold, 0's based */
+	uint8_t coal_time;                       /* aggregation time, 100 us units */
+	uint8_t coal_disable[ANV_MSIX_MAX_VECTORS]; /* CD per vector */
+	uint32_t coal_held;                      /* CQs holding an interrupt */
 
 	struct sim_sq sq[SIM_MAX_QUEUES];
 	struct sim_cq cq[SIM_MAX_QUEUES];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "aionvme/arena.h"
@@ -176,6 +177,8 @@ void sim_sq_create(struct sim_ctrl *c, uint16_t qid, uint64_t iova, uint32_t siz
 
 void sim_cq_delete(struct sim_ctrl *c, uint16_t qid)
 {
+	if (c->cq[qid].coal_due_ns && c->coal_held)
+		c->coal_held--;
 	memset(&c->cq[qid], 0, sizeof(c->cq[qid]));
 }
 
@@ -201,6 +204,7 @@ void sim_queues_reset(struct sim_ctrl *c)
 {
 	memset(c->sq, 0, sizeof(c->sq));
 	memset(c->cq, 0, sizeof(c->cq));
+	c->coal_held = 0;
 	memset(c->sq_db_seen, 0, sizeof(c->sq_db_seen));
 	c->ndelayed = 0;
 	c->dbbuf_enabled = 0; /* a Controller Level Reset forgets the doorbell buffers */
@@ -251,17 +255,65 @@ void sim_irq_check_pending(struct sim_ctrl *c)
 	}
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * 5.27.1.9: an I/O CQ's interrupt may wait until THR + 1 entries are posted,
+ * for at most TIME * 100 us; never on the admin CQ, nor on a vector with
+ * Coalescing Disable set (5.27.1.10).  TIME 0 allows no wait at all.
+ */
+static inline int coalesced(const struct sim_ctrl *c, uint16_t qid, const struct sim_cq *cq)
+{
+	return qid && c->coal_thr && c->coal_time && cq->vector < ANV_MSIX_MAX_VECTORS &&
+	       !c->coal_disable[cq->vector];
+}
+
 void sim_fire_pending(struct sim_ctrl *c)
 {
+	uint64_t now = 0;
+
 	for (uint32_t q = 0; q < SIM_MAX_QUEUES; q++) {
 		struct sim_cq *cq = &c->cq[q];
 
-		if (cq->valid && cq->irq_due) {
-			cq->irq_due = 0;
-			if (cq->ien)
-				fire(c, cq->vector);
+		if (!cq->valid || !cq->irq_due)
+			continue;
+		if (cq->ien && coalesced(c, (uint16_t)q, cq)) {
+			if (!now)
+				now = mono_ns();
+			if (!cq->coal_due_ns) {
+				cq->coal_due_ns = now + (uint64_t)c->coal_time * 100000u;
+				c->coal_held++;
+			}
+			if (cq->coal_count < (uint32_t)c->coal_thr + 1u && now < cq->coal_due_ns)
+				continue; /* held: more entries, or the aggregation time, first */
+			cq->coal_due_ns = 0;
+			c->coal_held--;
 		}
+		cq->irq_due = 0;
+		cq->coal_count = 0;
+		if (cq->ien)
+			fire(c, cq->vector);
 	}
+}
+
+/* The earliest held interrupt's deadline, 0 when none is held. */
+static uint64_t coal_next_due(const struct sim_ctrl *c)
+{
+	uint64_t due = 0;
+
+	for (uint32_t q = 1; c->coal_held && q < SIM_MAX_QUEUES; q++) {
+		const struct sim_cq *cq = &c->cq[q];
+
+		if (cq->valid && cq->coal_due_ns && (!due || cq->coal_due_ns < due))
+			due = cq->coal_due_ns;
+	}
+	return due;
 }
 
 int __sim_cq_full(struct sim_ctrl *c, uint16_t cqid);
@@ -306,6 +358,7 @@ static int post_cqe(struct sim_ctrl *c, uint16_t cqid, struct anv_cqe *e)
 		cq->phase ^= 1u;
 	}
 	cq->irq_due = 1;
+	cq->coal_count++;
 	return 0;
 }
 
@@ -370,8 +423,14 @@ int sim_tick(struct sim_ctrl *c, uint64_t now_ns, uint64_t *next_due_ns)
 			*next_due_ns = d->due_ns;
 		i++;
 	}
-	if (n)
+	if (n || c->coal_held) {
+		uint64_t due;
+
 		sim_fire_pending(c);
+		due = coal_next_due(c);
+		if (due && (!*next_due_ns || due < *next_due_ns))
+			*next_due_ns = due;
+	}
 	return n;
 }
 

@@ -56,7 +56,7 @@ int sim_run(struct sim_ctrl *c, int db_fd, int sock_fd, uint64_t deadline_ns, ui
 		if (io_enabled && check_admin && sim_admin_pending(c))
 			return SIM_WAKE_ADMIN;
 		now = mono_ns();
-		if (c->ndelayed)
+		if (c->ndelayed || c->coal_held)
 			n += sim_tick(c, now, &next_due);
 		else
 			next_due = 0;
