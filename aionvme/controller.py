@@ -22,6 +22,8 @@ REG_CAP, REG_CC, REG_CSTS, REG_AQA, REG_ASQ, REG_ACQ = 0x00, 0x14, 0x1C, 0x24, 0
 CC_EN = 1
 CC_IOSQES_IOCQES = (6 << 16) | (4 << 20)  # 64-byte SQEs, 16-byte CQEs
 CSTS_RDY, CSTS_CFS = 1, 2
+# CC.AMS (3.1.3.5): round robin, or weighted round robin with urgent priority class
+ARBITRATION = {"rr": 0, "wrr": 1}
 WATCHDOG_PERIOD = 0.05
 
 
@@ -37,13 +39,16 @@ class Controller:
     """
 
     def __init__(self, addr: str | bytes = "sim", *, admin_depth: int = 64,
-                 aer: bool = True, dbbuf: bool = True) -> None:
+                 aer: bool = True, dbbuf: bool = True, arbitration: str = "rr") -> None:
         if not 2 <= admin_depth <= 4096:
             raise InterfaceError(f"admin_depth {admin_depth} is outside 2..4096")
         self.addr = addr.decode() if isinstance(addr, bytes) else addr
         self._admin_depth = admin_depth
         self._want_aer = aer
         self._want_dbbuf = dbbuf
+        if arbitration not in ARBITRATION:
+            raise InterfaceError(f"arbitration {arbitration!r} is not one of {sorted(ARBITRATION)}")
+        self._ams = ARBITRATION[arbitration]
         self._dbbuf: tuple[Any, Any] | None = None
         self._backend: Backend | None = None
         self._device: Any = None
@@ -181,7 +186,9 @@ class Controller:
         poller = self._poller(0)
         if self._aq not in poller.qpairs:
             poller.qpairs.append(self._aq)
-        dev.bar_write(REG_CC, 4, CC_EN | CC_IOSQES_IOCQES)
+        if self._ams and not (self.cap >> (17 + self._ams - 1)) & 1:
+            raise InterfaceError("the controller does not offer weighted round robin (CAP.AMS bit 17)")
+        dev.bar_write(REG_CC, 4, CC_EN | CC_IOSQES_IOCQES | (self._ams << 11))
         await self._wait_csts(True, "enabling the controller")
         idbuf = _core.Buffer(4096, "identify controller")
         await self.identify(idbuf, 0, 1)

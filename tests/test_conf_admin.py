@@ -175,3 +175,42 @@ async def test_aer_for_a_doorbell_of_no_queue(pciaddr):
         await wait_for_state(lambda: seen, "an asynchronous event")
         # Error status, Write to Invalid Doorbell Register, Error Information log
         assert seen[0] & 0xFFFFFF == 0x010000
+
+
+@pytest.mark.sim_only("weighted round robin (QEMU 7.2 has CAP.AMS 00b) and stopping fetches by bus mastering")
+@pytest.mark.parametrize("arbitration, last", [("rr", b"U"), ("wrr", b"L")])
+async def test_arbitration_orders_full_queues(pciaddr, arbitration, last):
+    """4.13: both SQs full when fetching starts.  Round robin takes one command from
+    each in turn, so the urgent SQ (the higher qid) writes LBA 0 last; weighted round
+    robin serves the urgent priority class first, so the low one writes it last."""
+    async with aionvme.Controller(pciaddr, arbitration=arbitration) as c:
+        ns = await aionvme.Namespace(c, 1)
+        low = await aionvme.Qpair(c, 16, prio=3)          # QPRIO 11b: low
+        urgent = await aionvme.Qpair(c, 16, prio=0)       # QPRIO 00b: urgent
+        assert low.qid < urgent.qid
+        cmd = c.pcie.register(0x04, 2)
+        c.pcie.write(0x04, 2, cmd & ~0x4)                 # bus master off: nothing is fetched
+        bl, bu = aionvme.Buffer(512), aionvme.Buffer(512)
+        bl[0:1], bu[0:1] = b"L", b"U"
+        futs = [ns.write(low, bl, 0) for _ in range(8)] + [ns.write(urgent, bu, 0) for _ in range(8)]
+        await asyncio.sleep(0.01)
+        assert not any(f.done() for f in futs)
+        c.pcie.write(0x04, 2, cmd)                        # on: arbitration picks the order
+        assert all(cpl.ok for cpl in await asyncio.gather(*futs))
+        r = aionvme.Buffer(512)
+        await ns.read(low, r, 0)
+        assert r[0:1] == last
+
+
+async def test_wrr_needs_cap_ams(pciaddr):
+    cap_ams = None
+    async with aionvme.Controller(pciaddr) as c:
+        cap_ams = (c.cap >> 17) & 1
+    if cap_ams:
+        async with aionvme.Controller(pciaddr, arbitration="wrr") as c:
+            assert (c[0x14] >> 11) & 7 == 1               # CC.AMS
+    else:
+        with pytest.raises(aionvme.InterfaceError, match="weighted round robin"):
+            await aionvme.Controller(pciaddr, arbitration="wrr")
+    with pytest.raises(aionvme.InterfaceError, match="arbitration"):
+        aionvme.Controller(pciaddr, arbitration="fifo")

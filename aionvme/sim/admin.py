@@ -373,6 +373,8 @@ class Admin:
         self.dev.check_temperature()
         if fid in (F.INTERRUPT_COALESCING, F.INTERRUPT_VECTOR_CONFIG):
             self.dev.apply_interrupt_features()
+        if fid == F.ARBITRATION:
+            self.dev.apply_arbitration()
         return (0, cdw0)
 
     def _timestamp(self) -> bytes:

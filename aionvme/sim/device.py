@@ -223,6 +223,7 @@ class SimDevice:
         self.core.cq_create(0, self.acq, acqs, 0, 1)
         self.core.sq_create(0, self.asq, asqs, 0, 0)
         self.state.enabled()
+        self.apply_arbitration()
 
         def ready() -> None:
             if self.cc & CC_EN and not self.csts & CSTS_CFS:
@@ -249,6 +250,7 @@ class SimDevice:
         self.core.queues_reset()
         self.state.controller_reset(self.core)
         self.apply_interrupt_features()
+        self.apply_arbitration()
         keep_nssro = self.csts & CSTS_NSSRO
         self.csts = keep_nssro
         self.cc &= ~CC_EN
@@ -297,6 +299,11 @@ class SimDevice:
             self.power_on()
         else:
             raise ValueError(f"reset kind {kind}")
+
+    def apply_arbitration(self) -> None:
+        """CC.AMS and the Arbitration feature as the data path applies them (4.13)."""
+        self.core.wrr = ((self.cc >> 11) & 7) == 1
+        self.core.arbitration = self.state.features.current(0x01)
 
     def apply_interrupt_features(self) -> None:
         """Interrupt Coalescing (5.27.1.9) and Interrupt Vector Configuration's CD

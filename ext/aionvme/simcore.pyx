@@ -61,6 +61,14 @@ cdef class SimCore:
         """A 15-bit status every IO command completes with (0: run IO normally)."""
         def __get__(self): return self.c.io_block_status >> 1
         def __set__(self, v): self.c.io_block_status = (v << 1) & 0xfffe
+    property wrr:
+        """Weighted round robin with urgent priority class (CC.AMS 001b)."""
+        def __get__(self): return self.c.wrr
+        def __set__(self, v): self.c.wrr = 1 if v else 0
+    property arbitration:
+        """The Arbitration feature's value: AB, LPW, MPW, HPW (5.27.1.1)."""
+        def __get__(self): return self.c.arbitration
+        def __set__(self, v): self.c.arbitration = v
     property vwc_enabled:
         def __get__(self): return self.c.vwc_enabled
         def __set__(self, v): self.c.vwc_enabled = v

@@ -62,6 +62,8 @@ cdef extern from "aionvme/sim.h" nogil:
         uint32_t ndelayed
         uint8_t dbbuf_enabled
         uint8_t vwc_enabled
+        uint8_t wrr
+        uint32_t arbitration
         uint16_t io_block_status
         uint32_t njournal
         uint64_t units_read

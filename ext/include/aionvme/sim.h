@@ -131,6 +131,8 @@ struct sim_ctrl {
 	uint64_t dbbuf_eis;
 
 	uint8_t vwc_enabled;
+	uint8_t wrr;           /* CC.AMS 001b: weighted round robin with urgent class */
+	uint32_t arbitration;  /* the Arbitration feature's value (5.27.1.1) */
 	uint16_t io_block_status; /* non-zero: every IO command completes with it (sanitize) */
 	struct sim_journal_rec *journal;
 	uint32_t njournal;

@@ -367,46 +367,108 @@ static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe)
 	return st(ANV_SCT_GENERIC, ANV_SC_INVALID_OPCODE);
 }
 
-int sim_process_io(struct sim_ctrl *c, int budget)
+/* Fetch and execute one command of SQ @q; 0 when it had none to give. */
+static inline __attribute__((always_inline)) int run_one(struct sim_ctrl *c, uint16_t q,
+							   uint64_t *now)
 {
 	struct anv_sqe sqe;
+	uint16_t status;
+	uint32_t delay = 0;
+	int f;
+
+	if (!c->sq[q].valid || !__sim_sq_fetch(c, q, &sqe))
+		return 0;
+	f = sim_fault_match(c, q, &sqe);
+	if (f >= 0 && c->faults[f].action == SIM_FAULT_DROP)
+		return 1;
+	if (c->io_block_status) {
+		status = c->io_block_status;
+	} else if (f >= 0 && c->faults[f].action == SIM_FAULT_STATUS) {
+		status = c->faults[f].status; /* a whole status field, DNR included */
+	} else {
+		status = exec_io(c, &sqe);
+		/* 4.6.1: DNR is set when a retry would fail the same way. */
+		if (status)
+			status |= (uint16_t)(1u << 15);
+		if (f >= 0 && c->faults[f].action == SIM_FAULT_DELAY) {
+			delay = c->faults[f].delay_us;
+			if (!*now)
+				*now = now_ns();
+		}
+	}
+	if (f >= 0 && c->faults[f].action == SIM_FAULT_BAD_CID)
+		sqe.cid ^= 0x8000u; /* a misbehaving controller: the host must cope */
+	__sim_complete(c, q, sqe.cid, status, 0, delay, *now);
+	if (f >= 0 && c->faults[f].action == SIM_FAULT_DUPLICATE)
+		__sim_complete(c, q, sqe.cid, status, 0, 0, *now);
+	return 1;
+}
+
+/*
+ * Serve the SQs of priority class @prio round robin, at most the arbitration
+ * burst from one SQ per turn, until @quota commands (0: until they are empty)
+ * or @left.  Return how many ran.
+ */
+static int serve_class(struct sim_ctrl *c, uint8_t prio, int quota, int left, uint64_t *now)
+{
+	uint32_t ab = c->arbitration & 7u;
+	uint32_t burst = ab == 7u ? UINT32_MAX : 1u << ab; /* 5.27.1.1: AB 111b is no limit */
+	int taken = 0, more = 1;
+
+	while (more && taken < left && (!quota || taken < quota)) {
+		more = 0;
+		for (uint16_t q = 1; q < SIM_MAX_QUEUES; q++) {
+			if (!c->sq[q].valid || c->sq[q].prio != prio)
+				continue;
+			for (uint32_t b = 0; b < burst; b++) {
+				if (taken >= left || (quota && taken >= quota) || !run_one(c, q, now))
+					break;
+				taken++;
+				more = 1;
+			}
+		}
+	}
+	return taken;
+}
+
+/*
+ * 4.13.2 Weighted Round Robin with Urgent Priority Class: urgent SQs (QPRIO
+ * 00b) are served strictly first; then high, medium and low take HPW + 1,
+ * MPW + 1 and LPW + 1 commands a round (Arbitration feature, 5.27.1.1).
+ */
+static int process_wrr(struct sim_ctrl *c, int budget, uint64_t *now)
+{
+	int n = 0, k = 1;
+
+	while (k && n < budget) {
+		k = serve_class(c, 0, 0, budget - n, now);
+		for (uint8_t prio = 1; prio <= 3 && n + k < budget; prio++) {
+			uint32_t weight = ((c->arbitration >> (8u * (4u - prio))) & 0xffu) + 1u;
+
+			k += serve_class(c, prio, (int)weight, budget - n - k, now);
+		}
+		n += k;
+	}
+	return n;
+}
+
+int sim_process_io(struct sim_ctrl *c, int budget)
+{
 	uint64_t now = 0;
 	int n = 0, progress = 1;
 
-	while (progress && n < budget) {
-		progress = 0;
-		for (uint16_t q = 1; q < SIM_MAX_QUEUES && n < budget; q++) {
-			uint16_t status;
-			uint32_t delay = 0;
-			int f;
-
-			if (!c->sq[q].valid || !__sim_sq_fetch(c, q, &sqe))
-				continue;
-			progress = 1;
-			n++;
-			f = sim_fault_match(c, q, &sqe);
-			if (f >= 0 && c->faults[f].action == SIM_FAULT_DROP)
-				continue;
-			if (c->io_block_status) {
-				status = c->io_block_status;
-			} else if (f >= 0 && c->faults[f].action == SIM_FAULT_STATUS) {
-				status = c->faults[f].status; /* a whole status field, DNR included */
-			} else {
-				status = exec_io(c, &sqe);
-				/* 4.6.1: DNR is set when a retry would fail the same way. */
-				if (status)
-					status |= (uint16_t)(1u << 15);
-				if (f >= 0 && c->faults[f].action == SIM_FAULT_DELAY) {
-					delay = c->faults[f].delay_us;
-					if (!now)
-						now = now_ns();
+	if (c->wrr) {
+		n = process_wrr(c, budget, &now);
+	} else {
+		/* 4.13.1 Round Robin: one command from each SQ in turn. */
+		while (progress && n < budget) {
+			progress = 0;
+			for (uint16_t q = 1; q < SIM_MAX_QUEUES && n < budget; q++) {
+				if (run_one(c, q, &now)) {
+					progress = 1;
+					n++;
 				}
 			}
-			if (f >= 0 && c->faults[f].action == SIM_FAULT_BAD_CID)
-				sqe.cid ^= 0x8000u; /* a misbehaving controller: the host must cope */
-			__sim_complete(c, q, sqe.cid, status, 0, delay, now);
-			if (f >= 0 && c->faults[f].action == SIM_FAULT_DUPLICATE)
-				__sim_complete(c, q, sqe.cid, status, 0, 0, now);
 		}
 	}
 	if (n)
