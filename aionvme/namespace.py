@@ -1,4 +1,4 @@
-"""A namespace and the NVM command set (NVM Command Set Specification 2.0)."""
+"""A namespace and the NVM command set (NVM Command Set Specification 1.0, of the NVMe 2.0 family)."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,4 @@
-"""NVM command set (NVM Command Set 2.0, section 3): data commands, PRP lists
+"""NVM command set (NVM Command Set Specification 1.0, section 3): data commands, PRP lists
 and SGLs, range and namespace checks; on the simulator also the volatile
 write cache over a power loss and a file-backed namespace over a power
 cycle.  Runs on every backend."""
@@ -104,7 +104,7 @@ async def test_dsm_deallocate(nvme0n1, qpair):
             assert got == was, lba
 
 
-@qemu_deviation("NVM Command Set 2.0 3.2.3: a Dataset Management range past the end of the "
+@qemu_deviation("NVM Command Set 1.0 3.2.3: a Dataset Management range past the end of the "
                 "namespace is LBA Out of Range; QEMU 7.2 skips the range and succeeds")
 async def test_dsm_range_out_of_range(nvme0n1, qpair):
     oncs(nvme0n1, 2, "Dataset Management")

@@ -104,7 +104,7 @@ enum {
 	ANV_ADMIN_SANITIZE = 0x84,
 };
 
-/* NVM command set opcodes (NVM Command Set Specification 3) */
+/* NVM command set opcodes (NVM Command Set Specification 1.0, section 3) */
 enum {
 	ANV_NVM_FLUSH = 0x00,
 	ANV_NVM_WRITE = 0x01,

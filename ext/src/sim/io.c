@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * io.c - the simulated controller's NVM command set (NVM Command Set
- * Specification 2.0, section 3), namespace media, the volatile write cache
- * and fault rules.
+ * Specification 1.0 of the NVMe 2.0 family, section 3), namespace media, the
+ * volatile write cache, fault rules and arbitration.
  */
 #define _GNU_SOURCE
 #include <errno.h>
