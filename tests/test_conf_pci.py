@@ -100,8 +100,6 @@ async def test_writable_fields_keep_what_was_written(pciaddr):
         assert pcie.register(0x04, 2) == cmd
 
 
-@pytest.mark.sim_only("the qemu backend reaches config space through 0xCF8/0xCFC, the first "
-                      "256 bytes only")
 async def test_no_extended_capabilities(pcie):
     # PCIe 7.6.3: no extended capabilities, so the header at 100h is 0
     assert pcie.register(0x100) == 0

@@ -150,3 +150,14 @@ async def test_address_options_reach_qemu():
 async def test_bad_address_options_are_clear_errors(address, what):
     with pytest.raises(aionvme.InterfaceError, match=what):
         await aionvme.Controller(address)
+
+
+async def test_extended_config_space_through_ecam():
+    """Offsets 100h-FFFh go through ECAM (PCIe 7.2.2), which the backend maps by
+    programming the q35 MCH's PCIEXBAR; they answer after a restart too."""
+    async with aionvme.Controller("qemu") as c:
+        assert c.pcie.register(0x100, 4) == 0          # no extended capabilities (7.6.3)
+        c.pcie.write(0x100, 4, 0xFFFFFFFF)              # the header is read-only
+        assert c.pcie.register(0x100, 4) == 0
+        await aionvme.Subsystem(c).power_cycle(0)
+        assert c.pcie.register(0x100, 2) == 0 and c.pcie.register(0x0, 2) == 0x1B36

@@ -44,6 +44,8 @@ struct qemu_priv {
 	uint32_t bdf;          /* config address bits for bus 0, device, function */
 	uint64_t bar0;         /* guest physical address of BAR0 */
 	uint32_t bar0_lo, bar0_hi;
+	uint32_t devfn;
+	int ecam_on;           /* the q35 MCH's PCIEXBAR is programmed */
 	unsigned pending_ok;   /* pipelined writes whose reply is not read yet */
 	char rbuf[4096];
 	size_t rlen;
@@ -187,14 +189,44 @@ static uint32_t cfg_addr(struct qemu_priv *q, uint32_t off)
 	return 0x80000000u | q->bdf | (off & 0xfcu);
 }
 
+/*
+ * Extended configuration space (offsets 100h-FFFh) is reached only through
+ * ECAM (PCIe 7.2.2).  The q35 MCH (00:00.0) maps it where its PCIEXBAR
+ * register (60h) says; with no BIOS, nobody has set it, so do it here:
+ * 256 MiB at QEMU's default base, enabled.
+ */
+#define ECAM_BASE 0xb0000000ull
+#define MCH_PCIEXBAR 0x60u
+
+static int ecam(struct qemu_priv *q)
+{
+	if (q->ecam_on)
+		return 0;
+	if (qtest(q, NULL, "outl 0xcf8 0x%x\n", 0x80000000u | MCH_PCIEXBAR) < 0 ||
+	    qtest(q, NULL, "outl 0xcfc 0x%x\n", (uint32_t)ECAM_BASE | 1u) < 0 ||
+	    qtest(q, NULL, "outl 0xcf8 0x%x\n", 0x80000000u | (MCH_PCIEXBAR + 4u)) < 0 ||
+	    qtest(q, NULL, "outl 0xcfc 0x0\n") < 0)
+		return -1;
+	q->ecam_on = 1;
+	return 0;
+}
+
+static uint64_t ecam_addr(struct qemu_priv *q, uint32_t off)
+{
+	return ECAM_BASE + ((uint64_t)q->devfn << 12) + off; /* bus 0 */
+}
+
 static int qemu_cfg_read(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t *val)
 {
 	struct qemu_priv *q = dev->priv;
 	static const char *in[] = { NULL, "inb", "inw", NULL, "inl" };
 
-	if (off >= 256) { /* no ECAM here: extended config space reads as absent */
-		*val = (1ull << (8 * len)) - 1;
-		return 0;
+	if (off >= 256) {
+		static const char *rd[] = { NULL, "readb", "readw", NULL, "readl" };
+
+		if (ecam(q) < 0)
+			return -1;
+		return qtest(q, val, "%s 0x%" PRIx64 "\n", rd[len], ecam_addr(q, off));
 	}
 	if (qtest(q, NULL, "outl 0xcf8 0x%x\n", cfg_addr(q, off)) < 0)
 		return -1;
@@ -206,8 +238,13 @@ static int qemu_cfg_write(struct anv_dev *dev, uint32_t off, uint32_t len, uint6
 	struct qemu_priv *q = dev->priv;
 	static const char *out[] = { NULL, "outb", "outw", NULL, "outl" };
 
-	if (off >= 256)
-		return 0;
+	if (off >= 256) {
+		static const char *wr[] = { NULL, "writeb", "writew", NULL, "writel" };
+
+		if (ecam(q) < 0)
+			return -1;
+		return qtest(q, NULL, "%s 0x%" PRIx64 " 0x%" PRIx64 "\n", wr[len], ecam_addr(q, off), val);
+	}
 	if (qtest(q, NULL, "outl 0xcf8 0x%x\n", cfg_addr(q, off)) < 0 ||
 	    qtest(q, NULL, "%s 0x%x 0x%" PRIx64 "\n", out[len], 0xcfcu + (off & 3u), val) < 0)
 		return -1;
@@ -413,6 +450,7 @@ int anv_qemu_open(struct anv_dev *dev, int sock, uint32_t devfn, const int *irq_
 		return -1;
 	q->sock = sock;
 	q->bdf = (devfn & 0xffu) << 8;
+	q->devfn = devfn & 0xffu;
 	pthread_mutex_init(&q->lock, NULL);
 	q->proxy_fd = q->proxy_efd = -1;
 	__anv_dev_init(dev, &qemu_ops, q, irq_fds, nvec);
@@ -444,6 +482,7 @@ int anv_qemu_reconnect(struct anv_dev *dev, int sock)
 	q->pending_ok = 0;
 	q->rlen = 0;
 	q->bar0 = q->bar0_lo = q->bar0_hi = 0;
+	q->ecam_on = 0; /* a new machine: PCIEXBAR is unset again */
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
