@@ -5,7 +5,8 @@
 #   make test      install the test dependencies (qemu-system-x86 too), run the whole suite on
 #                  the simulator, the conformance suites on QEMU, then the API tests on uvloop
 #   make compile   build the native core and install aionvme in place (pip install -e .)
-#   make debug     the same with AIONVME_DEBUG=1 (-O0, debug checks)
+#   make debug     the same with AIONVME_DEBUG=1 (-O0, the invariant checks of debug.h)
+#   make test-debug  the suite on a debug build, then the normal build back (CI runs it)
 #   make bench     benchmarks/bench_qd.py and bench_qemu.py, JSON into bench-results/
 #   make docs      the documentation site into site/ (mkdocs build --strict)
 #   make lint      ruff check
@@ -31,7 +32,7 @@ BUILD_DEPS = "setuptools>=65" wheel "Cython==3.3.1" "pytest>=7" "pytest-asyncio>
 TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13" "ruff>=0.4" "matplotlib>=3.5" "mypy>=1.8"
 CHECKED = aionvme tests benchmarks examples
 
-.PHONY: all build-tools deps compile debug test-deps system-deps test test-fast demo bench docs \
+.PHONY: all build-tools deps compile debug test-debug test-deps system-deps test test-fast demo bench docs \
 	lint clean
 
 all: compile
@@ -56,6 +57,15 @@ compile: deps
 
 debug: deps
 	AIONVME_DEBUG=1 $(PIP) install -q --no-build-isolation -e .
+
+# The suite once more on a debug build (the invariant checks of ext/include/aionvme/debug.h
+# compiled in), then the normal build back in place.
+test-debug: test-deps
+	@rc=0; \
+	AIONVME_DEBUG=1 $(PIP) install -q --no-build-isolation -e . && \
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS) tests || rc=$$?; \
+	$(PIP) install -q --no-build-isolation -e . || { [ $$rc -ne 0 ] || rc=1; }; \
+	exit $$rc
 
 # Debian packages of APT_PACKAGES not installed yet.  A failure here does not
 # stop the run: the qemu pass then says why it cannot run.

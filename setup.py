@@ -37,7 +37,25 @@ def cythonized():
 
 class BuildExt(build_ext):
     """Put an in-place build in place by rename, so a running process that has the
-    old module mapped keeps it intact (a copy over it would corrupt its code)."""
+    old module mapped keeps it intact (a copy over it would corrupt its code).
+    Switching between a normal and a debug build (AIONVME_DEBUG=1) recompiles
+    everything: the sources did not change, the macros did."""
+
+    MODE_STAMP = os.path.join("build", "aionvme-build-mode")
+
+    def run(self):
+        mode = "debug" if DEBUG else "normal"
+        try:
+            with open(self.MODE_STAMP) as f:
+                last = f.read().strip()
+        except OSError:
+            last = None
+        if last != mode:
+            self.force = True
+        super().run()
+        os.makedirs(os.path.dirname(self.MODE_STAMP), exist_ok=True)
+        with open(self.MODE_STAMP, "w") as f:
+            f.write(mode + "\n")
 
     def copy_extensions_to_source(self):
         build_py = self.get_finalized_command("build_py")

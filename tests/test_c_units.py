@@ -10,14 +10,17 @@ EXT = pathlib.Path(__file__).resolve().parent.parent / "ext"
 PROGRAMS = sorted((EXT / "tests").glob("test_*.c"))
 
 
+@pytest.mark.parametrize("debug", [0, 1], ids=["build", "debug-build"])
 @pytest.mark.parametrize("source", PROGRAMS, ids=lambda p: p.stem)
-def test_c_unit(source, tmp_path):
+def test_c_unit(source, debug, tmp_path):
+    """Each program in a normal build and with AIONVME_DEBUG=1 (the checks of debug.h)."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler on this machine")
     exe = tmp_path / source.stem
     build = subprocess.run([cc, "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
-                            "-I", str(EXT / "include"), str(source), "-o", str(exe)],
+                            f"-DAIONVME_DEBUG={debug}", "-I", str(EXT / "include"), str(source),
+                            "-o", str(exe)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)

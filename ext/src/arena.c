@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "aionvme/arena.h"
+#include "aionvme/debug.h"
 
 static inline int page_used(const struct anv_arena *a, size_t p)
 {
@@ -151,8 +152,11 @@ void anv_arena_free(struct anv_arena *a, uint64_t off, size_t size)
 	if (n >= 512)
 		fallocate(a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			  (off_t)off, (off_t)(n << ANV_PAGE_SHIFT));
-	for (size_t p = first; p < first + n; p++)
+	for (size_t p = first; p < first + n; p++) {
+		anv_dbg_check(page_used(a, p)); /* a double free, or a free of what was never allocated */
 		page_set(a, p, 0);
+	}
+	anv_dbg_check(a->used >= n);
 	a->used -= n;
 	if (first < a->hint)
 		a->hint = first;

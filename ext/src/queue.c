@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aionvme/debug.h"
 #include "aionvme/queue.h"
 
 static int cids_init(struct anv_qpair *qp)
@@ -233,6 +234,9 @@ int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring)
 {
 	uint16_t cid = sqe->cid;
 
+	/* depth - 1 CIDs at most: the SQ can never be overrun (3.3.1). */
+	anv_dbg_check(anv_qpair_outstanding(qp) <= (int)qp->depth - 1);
+	anv_dbg_check(cid >= qp->depth || qp->cid_busy[cid]);
 	memcpy(&qp->sq[qp->sq_tail], sqe, sizeof(*sqe));
 	if (cid < qp->depth)
 		qp->cid_seq[cid] = anv_cmdlog_submit(&qp->log, sqe);
@@ -257,6 +261,7 @@ int anv_qpair_reap(struct anv_qpair *qp, struct anv_cqe *out, int max)
 		if (out[n].cid < qp->depth && qp->cid_busy[out[n].cid]) {
 			uint16_t cid = out[n].cid;
 
+			anv_dbg_check(qp->nfree < qp->depth - 1);
 			anv_cmdlog_complete(&qp->log, qp->cid_seq[cid], &out[n]);
 			qp->cid_busy[cid] = 0;
 			qp->free_cids[qp->nfree++] = cid;

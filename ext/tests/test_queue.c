@@ -8,6 +8,9 @@
 #include "../src/queue.c"
 #include "tap.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+
 static int rings;
 static uint32_t last_off, last_val;
 
@@ -105,10 +108,36 @@ static void test_cids_and_shadow(void)
 	ok(rings == 3 && last_val == 4, "EventIdx at the old tail: ring again");
 	((uint32_t *)eis)[4] = 3; /* polling again ... */
 	anv_qpair_drop_all(&qp);  /* ... but the queue went idle: its only command rings */
-	anv_qpair_cid_alloc(&qp);
+	sqe.cid = (uint16_t)anv_qpair_cid_alloc(&qp);
 	anv_qpair_submit(&qp, &sqe, 1);
 	ok(rings == 4 && last_val == 5, "the only command of an idle queue rings whatever EventIdx says");
 	anv_qpair_fini(&qp);
+	anv_arena_close(&a);
+}
+
+/* In a debug build (AIONVME_DEBUG=1) a double free aborts: it is aionvme's own bug. */
+static void test_debug_checks(void)
+{
+	struct anv_arena a;
+	int64_t x;
+	pid_t pid;
+	int status = 0;
+
+	anv_arena_open(&a, 8u << 20);
+	x = anv_arena_alloc(&a, 4096);
+	anv_arena_free(&a, (uint64_t)x, 4096);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		fclose(stderr); /* the check's message is expected */
+		anv_arena_free(&a, (uint64_t)x, 4096);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	if (AIONVME_DEBUG)
+		ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "debug build: a double free aborts");
+	else
+		ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "normal build: no checks compiled in");
 	anv_arena_close(&a);
 }
 
@@ -117,5 +146,6 @@ int main(void)
 	test_arena();
 	test_prp();
 	test_cids_and_shadow();
+	test_debug_checks();
 	return tap_done();
 }
