@@ -177,6 +177,24 @@ static const struct anv_dev_ops sim_ops = {
 	.close = sim_close,
 };
 
+/* The backend state over the shared BAR page; NULL with errno set. */
+static struct sim_priv *sim_priv_new(int sock, int bar_fd, int db_fd)
+{
+	struct sim_priv *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->bar = mmap(NULL, ANV_BAR0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, bar_fd, 0);
+	if (s->bar == MAP_FAILED) {
+		free(s);
+		return NULL;
+	}
+	s->sock = sock;
+	s->bar_fd = bar_fd;
+	s->db_fd = db_fd;
+	return s;
+}
+
 int anv_sim_open(struct anv_dev *dev, int sock, int bar_fd, int db_fd,
 		 const int *irq_fds, int nvec)
 {
@@ -186,34 +204,19 @@ int anv_sim_open(struct anv_dev *dev, int sock, int bar_fd, int db_fd,
 		errno = EINVAL;
 		return -1;
 	}
-	s = calloc(1, sizeof(*s));
+	s = sim_priv_new(sock, bar_fd, db_fd);
 	if (!s)
 		return -1;
-	s->bar = mmap(NULL, ANV_BAR0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, bar_fd, 0);
-	if (s->bar == MAP_FAILED) {
-		free(s);
-		return -1;
-	}
-	s->sock = sock;
-	s->bar_fd = bar_fd;
-	s->db_fd = db_fd;
 	return __anv_dev_init(dev, &sim_ops, s, irq_fds, nvec);
 }
 
 int anv_sim_open_doorbells(struct anv_dev *dev, int bar_fd, int db_fd)
 {
-	struct sim_priv *s = calloc(1, sizeof(*s));
+	/* No socket: register and config requests fail with EIO; no vectors. */
+	struct sim_priv *s = sim_priv_new(-1, bar_fd, db_fd);
 
 	if (!s)
 		return -1;
-	s->bar = mmap(NULL, ANV_BAR0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, bar_fd, 0);
-	if (s->bar == MAP_FAILED) {
-		free(s);
-		return -1;
-	}
-	s->sock = -1; /* register and config requests fail with EIO */
-	s->bar_fd = bar_fd;
-	s->db_fd = db_fd;
 	memset(dev, 0, sizeof(*dev));
 	dev->ops = &sim_ops;
 	dev->priv = s;
