@@ -80,6 +80,16 @@ static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_
 	return anv_crc32c_plan_init(&v->plan, lba_size);
 }
 
+/* Undo a failed open or attach: the mapping (if any) and the fd. */
+static void unmap_close(struct anv_verify *v)
+{
+	if (v->base)
+		munmap(v->base, v->size);
+	close(v->fd);
+	v->fd = -1;
+	v->base = NULL;
+}
+
 int anv_verify_open(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size)
 {
 	char name[32];
@@ -89,19 +99,11 @@ int anv_verify_open(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t
 	v->fd = memfd_create(name, MFD_CLOEXEC);
 	if (v->fd < 0)
 		return -1;
-	if (map(v, nsid, nlba, lba_size) < 0)
-		goto unmap;
-	if (ftruncate(v->fd, (off_t)v->size) < 0)
-		goto unmap;
+	if (map(v, nsid, nlba, lba_size) < 0 || ftruncate(v->fd, (off_t)v->size) < 0) {
+		unmap_close(v);
+		return -1;
+	}
 	return 0;
-
-unmap:
-	if (v->base)
-		munmap(v->base, v->size);
-	close(v->fd);
-	v->fd = -1;
-	v->base = NULL;
-	return -1;
 }
 
 int anv_verify_attach(struct anv_verify *v, int fd, uint32_t nsid, uint64_t nlba,
@@ -112,11 +114,7 @@ int anv_verify_attach(struct anv_verify *v, int fd, uint32_t nsid, uint64_t nlba
 	if (v->fd < 0)
 		return -1;
 	if (map(v, nsid, nlba, lba_size) < 0) {
-		if (v->base)
-			munmap(v->base, v->size);
-		close(v->fd);
-		v->fd = -1;
-		v->base = NULL;
+		unmap_close(v);
 		return -1;
 	}
 	return 0;
