@@ -5,6 +5,7 @@ the marks for tests that need the simulator or that QEMU fails."""
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 from typing import Any, Awaitable, Callable
 
@@ -63,3 +64,18 @@ def qemu_deviation(reason: str) -> pytest.MarkDecorator:
 
 def on_qemu(pciaddr: str) -> bool:
     return pciaddr.split(":", 1)[0] == "qemu"
+
+
+def gone(pid: int) -> bool:
+    """The process exited and was reaped (no zombie left)."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def assert_cleaned(nvme0: Any, w: Any) -> None:
+    """An ioworker that ended left nothing behind: no process, no queue in the host
+    or on the simulated device, no entry among the controller's workers."""
+    assert w.qid is None and not w.running
+    assert gone(w.pid)
+    assert w not in nvme0._ioworkers
+    assert all(q.reap for q in nvme0._io_qpairs.values())  # no worker queue left in the host
+    assert set(nvme0.sim.state()["io_queues"]) == set(nvme0._io_qpairs)  # nor on the device

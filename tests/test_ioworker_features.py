@@ -16,20 +16,9 @@ import pytest
 import aionvme
 from aionvme.exceptions import IOWorkerCommandError, IOWorkerStopped
 from aionvme.workers import worker as worker_mod
+from simconf import assert_cleaned, gone
 
 LBA = 512  # the default simulated namespace's LBA size
-
-
-def gone(pid):
-    return not os.path.exists(f"/proc/{pid}")
-
-
-def assert_cleaned(nvme0, w):
-    assert w.qid is None and not w.running
-    assert gone(w.pid)
-    assert w not in nvme0._ioworkers
-    assert all(q.reap for q in nvme0._io_qpairs.values())  # no worker queue left in the host
-    assert set(nvme0.sim.state()["io_queues"]) == set(nvme0._io_qpairs)  # nor on the device
 
 
 def media(nvme0, lba, count):
