@@ -85,7 +85,7 @@ test-deps: compile system-deps
 test: test-deps
 	@rc=0; \
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests examples || rc=$$?; \
-	why=$$($(PYTHON) -c "from aionvme.qemu.manager import available; print(available() or '')"); \
+	why=$$($(PYTHON) -c "from aionvme.backends.qemu import available; print(available() or '')"); \
 	if [ -z "$$why" ]; then \
 	    $(PYTHON) -m pytest --pciaddr qemu -q $(PYTEST_ARGS) $(CONFORMANCE) || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
 	else echo "SKIPPED the qemu pass: $$why"; fi; \

@@ -1,13 +1,14 @@
-"""Argument checks of the public API: a bad value raises InterfaceError naming
+"""Argument checks of the public API (and the size parser of addresses and
+configuration files): a bad value raises InterfaceError naming
 the argument and its limit, before anything reaches a queue.  They sit on the
 command path, so the good case is one type test and one comparison."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aionvme._core import Buffer
 from aionvme.exceptions import InterfaceError
-from aionvme.qpair import Qpair
 
 
 def integer(name: str, value: Any, lo: int, hi: int) -> int:
@@ -27,15 +28,22 @@ def dwords(**values: Any) -> None:
         integer(name, value, 0, 0xFFFFFFFF)
 
 
-def qpair(value: Any) -> Any:
-    if type(value) is not Qpair and not isinstance(value, Qpair):
-        raise InterfaceError(f"qpair must be a Qpair, not {type(value).__name__}")
-    return value
-
-
 def buffer(name: str, value: Any, required: bool = False) -> Any:
     if value is None and not required:
         return None
     if type(value) is not Buffer and not isinstance(value, Buffer):
         raise InterfaceError(f"{name} must be an aionvme.Buffer, not {type(value).__name__}")
     return value
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: Any, name: str) -> int:
+    """``"8T"``, ``"512M"`` or an int, in bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", str(value), re.I)
+    if not m:
+        raise InterfaceError(f"{name} {value!r} is not a size like 4096, '512M' or '8T'")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]

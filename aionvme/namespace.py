@@ -8,14 +8,15 @@ from aionvme import _core, checks
 from aionvme.exceptions import InterfaceError
 from aionvme.settings import SETTINGS
 from aionvme.spec.fields import field
+from aionvme.qpair import check_qpair
 from aionvme.spec.names import command_name
+from aionvme.spec.opcodes import (COMPARE, DSM, FLUSH, READ, VERIFY, WRITE, WRITE_UNCOR,
+                                  WRITE_ZEROES)
 
 if TYPE_CHECKING:
     from aionvme.controller import Controller
     from aionvme.qpair import Qpair
 
-READ, WRITE, COMPARE, FLUSH = 0x02, 0x01, 0x05, 0x00
-WRITE_ZEROES, WRITE_UNCOR, DSM, VERIFY = 0x08, 0x04, 0x09, 0x0C
 IO_FLAG_FUA = 1 << 14  # cdw12 bit 30 (3.2.6 Read, 3.2.8 Write)
 
 
@@ -124,7 +125,7 @@ class Namespace:
     def _io(self, qpair: "Qpair", opcode: int, lba: int, lba_count: int, io_flags: int,
             buf: Any, cb: Callable | None, check: bool, timeout: float | None, sgl: bool,
             post: Any = None, cdw13: int = 0) -> "asyncio.Future[Any]":
-        checks.qpair(qpair)
+        check_qpair(qpair)
         checks.buffer("buf", buf)
         self._check_range(lba, lba_count)
         checks.integer("io_flags", io_flags, 0, 0xFFFF)
@@ -183,7 +184,7 @@ class Namespace:
     def flush(self, qpair: "Qpair", cb: Callable | None = None, *, check: bool = True,
               timeout: float | None = None) -> "asyncio.Future[Any]":
         """Flush (NVM 3.2.4) the volatile write cache."""
-        checks.qpair(qpair)
+        check_qpair(qpair)
         return qpair._core.submit(FLUSH, self.nsid, None, 0, cb=cb, check=check,
                                   timeout=SETTINGS.timeout if timeout is None else timeout)
 
@@ -192,7 +193,7 @@ class Namespace:
             timeout: float | None = None) -> "asyncio.Future[Any]":
         """Dataset Management (NVM 3.2.3); ``attribute`` 0x4 deallocates (trim).
         Fill the ranges with ``buf.set_dsm_range(i, lba, lba_count)``."""
-        checks.qpair(qpair)
+        check_qpair(qpair)
         checks.buffer("buf", buf, required=True)
         checks.integer("range_count", range_count, 1, 256)
         checks.integer("attribute", attribute, 0, 0xFFFFFFFF)
@@ -208,7 +209,7 @@ class Namespace:
                  check: bool = True, timeout: float | None = None, sgl: bool = False,
                  prp1: int | None = None, prp2: int | None = None) -> "asyncio.Future[Any]":
         """Any I/O command, valid or not, on ``qpair``."""
-        checks.qpair(qpair)
+        check_qpair(qpair)
         checks.integer("opcode", opcode, 0, 0xFF)
         checks.dwords(nsid=nsid, cdw10=cdw10, cdw11=cdw11, cdw12=cdw12, cdw13=cdw13, cdw14=cdw14,
                       cdw15=cdw15)
@@ -219,15 +220,12 @@ class Namespace:
                                   sgl=sgl, prp1=prp1, prp2=prp2)
 
     # -- IO workers ---------------------------------------------------------------
-    def ioworker(self, io_size: Any = 8, lba_align: Any = None, lba_random: Any = True,
-                 read_percentage: Any = 100, time: Any = 0, qdepth: Any = 64,
-                 region_start: Any = 0, region_end: Any = None, iops: Any = 0,
-                 io_count: Any = 0, lba_start: Any = 0, qprio: Any = 0,
-                 output_io_per_second: Any = None, output_percentile_latency: Any = None, *,
-                 lba_step: Any = None, op_percentage: Any = None, pattern: Any = 0,
-                 distribution: Any = None, io_sequence: Any = None,
-                 interval: Any = 1.0, check: bool = True) -> Any:
+    def ioworker(self, *args: Any, **kwargs: Any) -> Any:
         """An IO engine in its own process on its own I/O queue pair (seed: ``ioworker``).
+
+        The arguments are defined once, by ``aionvme.workers.args.check_args``
+        (whose signature this method shows): the seed's in its order, then
+        keyword-only extensions.
 
         Every argument is checked here, before any process starts.  ``async with``
         starts it and waits for its end; ``await`` runs it to the end and returns
@@ -257,13 +255,7 @@ class Namespace:
             >>> print(r.io_count_read, r.mseconds, r.latency_percentiles_us[99.0])
         """
         from aionvme.workers import IOWorker, check_args
-        args = check_args(self, io_size, lba_align, lba_random, read_percentage, time, qdepth,
-                          region_start, region_end, iops, io_count, lba_start, qprio,
-                          output_io_per_second, output_percentile_latency, lba_step=lba_step,
-                          op_percentage=op_percentage, pattern=pattern,
-                          distribution=distribution, io_sequence=io_sequence,
-                          interval=interval, check=check)
-        return IOWorker(self, args)
+        return IOWorker(self, check_args(self, *args, **kwargs))
 
     # -- data verification hook (aionvme.verify) ---------------------------------
     def _current_verifier(self) -> Any:
@@ -283,3 +275,19 @@ class Namespace:
         if verifier is None:
             return None  # unchecked commands: the table was forgotten
         return verifier.hook(opcode, buf, lba, lba_count, **kw)
+
+
+def _ioworker_signature() -> None:
+    """``Namespace.ioworker`` shows the signature of ``check_args``, where the
+    arguments are defined once."""
+    import inspect
+
+    from aionvme.workers.args import check_args
+    sig = inspect.signature(check_args)
+    params = list(sig.parameters.values())
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    Namespace.ioworker.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[self_param, *params[1:]], return_annotation="IOWorker")
+
+
+_ioworker_signature()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aionvme import capabilities as caps
 from aionvme.exceptions import InterfaceError
+from aionvme.transport.pcie import CAP_MSIX, CAP_PCIE, CAP_PM
 
 if TYPE_CHECKING:
     from aionvme.controller import Controller
 
-CAP_PM, CAP_MSIX, CAP_PCIE = 0x01, 0x11, 0x10
-BAR0_ADDRESS = 0xFE000000  # where the host places BAR0 (the simulator ignores it)
+__all__ = ("CAP_MSIX", "CAP_PCIE", "CAP_PM", "Pcie")
 
 
 class Pcie:
@@ -28,8 +29,11 @@ class Pcie:
         self.nvme = nvme
 
     @property
-    def _dev(self):  # type: ignore[no-untyped-def]
-        return self.nvme._device
+    def _fn(self) -> Any:
+        """The PCIe transport, where config space is (CapabilityError elsewhere)."""
+        t = self.nvme._live_transport()
+        caps.require(t.capabilities, caps.CONFIG_SPACE, t.backend_name, "PCI configuration space")
+        return t
 
     def register(self, offset: int, byte_count: int = 4) -> int:
         """The value of ``byte_count`` (1, 2 or 4) bytes at ``offset``."""
@@ -37,14 +41,14 @@ class Pcie:
             raise InterfaceError(f"byte_count {byte_count} must be 1, 2 or 4")
         if not 0 <= offset <= 4096 - byte_count:
             raise InterfaceError(f"offset {offset:#x} is outside config space (0..0xfff)")
-        return int(self._dev.cfg_read(offset, byte_count))
+        return self._fn.cfg_read(offset, byte_count)
 
     def write(self, offset: int, byte_count: int, value: int) -> None:
         if byte_count not in (1, 2, 4):
             raise InterfaceError(f"byte_count {byte_count} must be 1, 2 or 4")
         if not 0 <= offset <= 4096 - byte_count:
             raise InterfaceError(f"offset {offset:#x} is outside config space (0..0xfff)")
-        self._dev.cfg_write(offset, byte_count, value)
+        self._fn.cfg_write(offset, byte_count, value)
 
     def __getitem__(self, index: int | slice) -> int | bytes:
         if isinstance(index, slice):
@@ -57,14 +61,7 @@ class Pcie:
 
     def cap_offset(self, cap_id: int) -> int | None:
         """The offset of capability ``cap_id`` in the list, or None."""
-        off = self.register(0x34, 1) & 0xFC
-        seen = 0
-        while off and seen < 48:
-            if self.register(off, 1) == cap_id:
-                return off
-            off = self.register(off + 1, 1) & 0xFC
-            seen += 1
-        return None
+        return self._fn.cap_offset(cap_id)
 
     @property
     def power_state(self) -> int:
@@ -87,50 +84,21 @@ class Pcie:
             await self.nvme._reinit("D3hot to D0 transition")
 
     def setup(self) -> None:
-        """Place BAR0, enable memory space and bus mastering, enable MSI-X."""
-        dev = self._dev
-        dev.cfg_write(0x10, 4, BAR0_ADDRESS & 0xFFFFFFFF)
-        dev.cfg_write(0x14, 4, BAR0_ADDRESS >> 32)
-        cmd = self.register(0x04, 2)
-        dev.cfg_write(0x04, 2, cmd | 0x0006 | 0x0400)  # memory, bus master, INTx disable
-        msix = self.cap_offset(CAP_MSIX)
-        if msix is None:
-            raise InterfaceError("the function has no MSI-X capability")
-        ctrl = self.register(msix + 2, 2)
-        dev.cfg_write(msix + 2, 2, (ctrl | 0x8000) & ~0x4000)  # enable, no function mask
+        """Place BAR0, enable memory space and bus mastering, enable MSI-X (as the
+        driver does before it enables the controller)."""
+        self._fn.setup_function()
 
     @property
     def msix_vectors(self) -> int:
-        msix = self.cap_offset(CAP_MSIX)
-        return (self.register(msix + 2, 2) & 0x7FF) + 1 if msix is not None else 0
+        return int(self._fn.msix_vectors)
 
     def msix_table_offset(self) -> int:
         """Offset of the MSI-X table in BAR0 (Table Offset/Table BIR, PCI 3.0 6.8.2.4)."""
-        msix = self.cap_offset(CAP_MSIX)
-        if msix is None:
-            raise InterfaceError("the function has no MSI-X capability")
-        value = self.register(msix + 4, 4)
-        if value & 0x7:
-            raise InterfaceError(f"the MSI-X table is in BAR{value & 7}; aionvme maps BAR0 only")
-        return value & ~0x7
-
-    def program_msix(self, mailbox: Any, vectors: int) -> None:
-        """Aim MSI-X vector ``v`` at dword ``v`` of ``mailbox`` (Message Address,
-        Message Data = 1); vectors stay masked until a queue uses them."""
-        table = self.msix_table_offset()
-        dev = self._dev
-        for v in range(vectors):
-            addr = mailbox.iova + 4 * v
-            dev.bar_write(table + 16 * v, 4, addr & 0xFFFFFFFF)
-            dev.bar_write(table + 16 * v + 4, 4, addr >> 32)
-            dev.bar_write(table + 16 * v + 8, 4, 1)
-        dev.set_irq_mailbox(mailbox)
+        return int(self._fn.msix_table_offset())
 
     def msix_mask(self, vector: int, masked: bool) -> None:
         """Set or clear the Vector Control mask bit of MSI-X table entry ``vector``."""
-        if not 0 <= vector < self.msix_vectors:
-            raise InterfaceError(f"vector {vector} is outside 0..{self.msix_vectors - 1}")
-        self.nvme._device.bar_write(self.msix_table_offset() + 16 * vector + 12, 4, int(masked))
+        self._fn.msix_mask(vector, masked)
 
     async def reset(self) -> None:
         """Function level reset (PCIe 6.6.2); the controller is initialised again."""

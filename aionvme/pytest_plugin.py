@@ -32,7 +32,9 @@ import pytest
 import pytest_asyncio
 
 import aionvme
+from aionvme import capabilities as caps
 from aionvme.settings import config
+from aionvme.transport import capabilities_of
 
 _controllers: "weakref.WeakSet[aionvme.Controller]" = weakref.WeakSet()
 CMDLOG_IN_REPORT = 16
@@ -51,6 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sim_only(why): the test needs the simulator (fault injection, its "
         "settings or values); skipped on other devices")
+    config.addinivalue_line(
+        "markers", "needs(*capabilities): the test needs these capabilities of the device "
+        "(names of aionvme.capabilities, e.g. 'config_space'); skipped, with the one "
+        "missing, where the backend or transport lacks them")
 
 
 @pytest.hookimpl
@@ -63,6 +69,17 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     addr = config.getoption("--pciaddr")
+    known = capabilities_of(addr)
+    for item in items:
+        for mark in item.iter_markers("needs"):
+            unknown = [c for c in mark.args if c not in caps.ALL]
+            if unknown:
+                raise pytest.UsageError(f"{item.nodeid}: needs{tuple(mark.args)} names no "
+                                        f"capability of aionvme.capabilities: {unknown}")
+            missing = [c for c in mark.args if known is not None and c not in known[1]]
+            if missing:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"needs {missing[0].replace('_', ' ')}: the {known[0]} backend has none"))
     if addr.split(":", 1)[0] == "sim":
         return
     for item in items:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from aionvme import _core
 from aionvme.cmdlog import Cmdlog, entries
 from aionvme.exceptions import InterfaceError, QueueDeletedError
 from aionvme.settings import SETTINGS
@@ -31,7 +30,7 @@ class Qpair:
         poller of this process may take its CQEs.  ``poll_us``: how long the
         only command of an idle queue is polled for before waiting for the
         interrupt (default ``aionvme.config().poll_us``; 0: interrupts only)."""
-        if nvme._device is None:
+        if nvme._transport is None:
             raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
         mqes = (nvme.cap & 0xFFFF) + 1
         if not isinstance(depth, int) or not 2 <= depth <= mqes:
@@ -53,8 +52,7 @@ class Qpair:
         self.vector = vector
         self.ien = ien
         self.reap = reap
-        self._core = _core.CoreQpair(nvme._device, qid, depth, nvme.dstrd)
-        self._core.loop = nvme._loop
+        self._core = nvme._transport.io_queue(qid, depth, nvme.dstrd)
         if poll_us is not None and not 0 <= poll_us <= 1000:
             raise InterfaceError(f"poll_us {poll_us} is outside 0..1000")
         if reap:
@@ -89,7 +87,7 @@ class Qpair:
         # deleted before; they must read 0 before the controller looks at them.
         nvme._use_dbbuf(self._core)
         if self.ien:
-            nvme.pcie.msix_mask(self.vector, False)
+            nvme._transport.msix_mask(self.vector, False)
         await nvme.send_cmd(0x05, cdw10=self.qid | (qsize << 16),
                             cdw11=1 | (int(self.ien) << 1) | (self.vector << 16),
                             prp1=self._core.cq_iova)  # 5.5: a physically contiguous CQ
@@ -100,11 +98,8 @@ class Qpair:
         except BaseException:
             await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
             raise
-        if not self.reap:
-            return
-        poller = nvme._poller(self.vector)
-        if self._core not in poller.qpairs:
-            poller.qpairs.append(self._core)
+        if self.reap:
+            nvme._transport.attach(self._core, self.vector)
 
     async def _recreate(self) -> None:
         """After a reset: the rings start empty and the queues are created again."""
@@ -116,16 +111,14 @@ class Qpair:
         nvme = self.nvme
         if self._core.closed:
             return
-        poller = nvme._pollers.get(self.vector)
+        transport = nvme._transport
         try:
             if self._created and not nvme.closed:
                 await nvme.send_cmd(0x00, cdw10=self.qid, check=False)
-                if poller is not None:
-                    poller.poll()
+                transport.poll(self.vector)
                 await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
         finally:
-            if poller is not None and self._core in poller.qpairs:
-                poller.qpairs.remove(self._core)
+            transport.detach(self._core, self.vector)
             self._core.close()
             if nvme._io_qpairs.get(self.qid) is self:  # a reset may have handed the qid on
                 del nvme._io_qpairs[self.qid]
@@ -145,3 +138,10 @@ class Qpair:
 
     def __repr__(self) -> str:
         return f"<Qpair qid={self.qid} depth={self.depth} vector={self.vector}>"
+
+
+def check_qpair(value: Any) -> Qpair:
+    """``value`` if it is a Qpair, else InterfaceError (an argument check)."""
+    if type(value) is not Qpair and not isinstance(value, Qpair):
+        raise InterfaceError(f"qpair must be a Qpair, not {type(value).__name__}")
+    return value

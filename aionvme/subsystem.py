@@ -47,10 +47,7 @@ class Subsystem:
 
     async def power_on(self) -> None:
         """Restore power and initialise the controller again."""
-        backend = self.nvme._backend
-        if backend is None:
-            raise InterfaceError("the controller is not open")
-        backend.power_on()
+        self.nvme._live_transport().power_on()
         await self.nvme._reinit("power cycle")
 
     async def power_cycle(self, sec: float = 10) -> None:

@@ -26,10 +26,11 @@ Example:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from typing import TYPE_CHECKING, Any, Iterable
 
 from aionvme import _core
-from aionvme.namespace import DSM, READ, WRITE, WRITE_UNCOR, WRITE_ZEROES
+from aionvme.spec.opcodes import DSM, READ, WRITE, WRITE_UNCOR, WRITE_ZEROES
 
 if TYPE_CHECKING:
     from aionvme.namespace import Namespace
@@ -82,3 +83,31 @@ class Verifier:
         """Every LBA unknown: after a Sanitize (Base 5.26) or Format NVM sent through
         the controller, or a power loss with a volatile write cache."""
         self.table.reset()
+
+
+# -- what commands of the controller do to every namespace's table -------------------
+def forget(namespaces: Iterable["Namespace"], nsid: int = 0xFFFFFFFF) -> None:
+    """The data of ``nsid`` (every namespace when 0xffffffff) is gone."""
+    for ns in list(namespaces):
+        if ns._verifier is not None and nsid in (0xFFFFFFFF, ns.nsid):
+            ns._verifier.reset()
+
+
+def forget_when_done(fut: "asyncio.Future[Any]", namespaces: Iterable["Namespace"],
+                     nsid: int) -> "asyncio.Future[Any]":
+    """Once ``fut`` (a Format NVM or a Sanitize) succeeds, the data of ``nsid`` is
+    gone: verification forgets what it expected there."""
+    def done(f: "asyncio.Future[Any]") -> None:
+        if not f.cancelled() and f.exception() is None and f.result().ok:
+            forget(namespaces, nsid)
+    fut.add_done_callback(done)
+    return fut
+
+
+def power_lost(namespaces: Iterable["Namespace"], id_ctrl: bytes, shutdown_done: bool) -> None:
+    """Power went away: without a completed shutdown, and with a volatile write
+    cache present (Identify Controller byte 525 bit 0, VWC), any LBA written
+    since the last flush may hold old data."""
+    vwc_present = bool(id_ctrl[525] & 1) if len(id_ctrl) > 525 else True
+    if vwc_present and not shutdown_done:
+        forget(namespaces)

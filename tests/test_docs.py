@@ -32,7 +32,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     # The reference is generated: methods of the classes appear with their docstrings.
     for anchor in ("aionvme.Controller.identify", "aionvme.Namespace.read", "aionvme.Qpair.delete",
                    "aionvme.Buffer.data", "aionvme.Completion.sct", "aionvme.config",
-                   "aionvme.sim.faults.SimControl.inject_status"):
+                   "aionvme.backends.sim.SimControl.inject_status"):
         assert f'id="{anchor}"' in api, f"{anchor} is missing from the API reference"
     assert "Identify (5.17)" in api
 

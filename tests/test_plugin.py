@@ -56,3 +56,37 @@ def test_uvloop_option(pytester: pytest.Pytester) -> None:
     """)
     result = pytester.runpytest_subprocess("-q", "--loop", "uvloop")
     result.assert_outcomes(passed=1)
+
+
+def test_needs_marker_skips_by_capability(pytester: pytest.Pytester) -> None:
+    """A test marked ``needs`` runs where the backend has the capability and is
+    skipped, naming it, where it has not (known without opening the device)."""
+    _suite(pytester, """
+        import pytest
+
+        @pytest.mark.needs("fault_injection")
+        def test_faults():
+            pass
+
+        @pytest.mark.needs("config_space")
+        def test_cfg():
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-q", "-rs", "--pciaddr", "qemu:size=8M")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*needs fault injection: the qemu backend has none*"])
+    result = pytester.runpytest_subprocess("-q", "--pciaddr", "sim")
+    result.assert_outcomes(passed=2)
+
+
+def test_needs_marker_refuses_an_unknown_capability(pytester: pytest.Pytester) -> None:
+    _suite(pytester, """
+        import pytest
+
+        @pytest.mark.needs("teleport")
+        def test_x():
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-q")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*names no capability*teleport*"])

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import aionvme
-from aionvme.qemu.manager import available
+from aionvme.backends.qemu import available
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"qemu backend: {available()}")
 
@@ -73,7 +73,7 @@ async def test_ioworkers_run_on_qemu(dbbuf):
 
 async def test_close_stops_qemu():
     c = await aionvme.Controller("qemu")
-    pid = c._backend.proc.pid
+    pid = c._transport.backend.proc.pid
     assert alive(pid)
     await c.close()
     assert not alive(pid)
@@ -87,14 +87,14 @@ async def test_controller_reset_flr_and_power_cycle():
         async with aionvme.Qpair(c, 16) as q:
             await ns.write(q, w, 16, 8)
             await ns.flush(q)
-            old = c._backend.proc.pid
+            old = c._transport.backend.proc.pid
             for reset in (c.reset, c.pcie.reset, lambda: aionvme.Subsystem(c).power_cycle(0)):
                 await reset()
                 assert c[0x1C] & 0x3 == 0x1
                 r.fill(0)
                 await ns.read(q, r, 16, 8)             # the Qpair was created again
                 assert r[0:6] == b"qemu!!"
-            assert c._backend.proc.pid != old          # power came back as a new QEMU
+            assert c._transport.backend.proc.pid != old          # power came back as a new QEMU
             assert not alive(old)
 
 
@@ -102,7 +102,7 @@ CHILD = textwrap.dedent("""
     import asyncio, sys, aionvme
     async def main():
         async with aionvme.Controller("qemu") as c:
-            print(c._backend.proc.pid, flush=True)
+            print(c._transport.backend.proc.pid, flush=True)
             await asyncio.sleep(60)
     asyncio.run(main())
 """)

@@ -105,7 +105,7 @@ async def test_device_process_death_is_a_clear_error():
         q = await aionvme.Qpair(ctrl, 8)
         ctrl.sim.drop(qid=q.qid)
         fut = ns.read(q, aionvme.Buffer(512), 0, timeout=30)
-        ctrl._backend.proc.kill()
+        ctrl._transport.backend.proc.kill()
         with pytest.raises(aionvme.NvmeError, match="device process exited"):
             await fut
         with pytest.raises(aionvme.NvmeError, match="device"):

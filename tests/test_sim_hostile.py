@@ -26,7 +26,7 @@ def rand_ptr(rng, scratch):
 async def alive_and_usable(c):
     st = c.sim.state()                                  # the control plane answers
     assert st["powered"]
-    assert c._backend.death() is None
+    assert c._transport.backend.death() is None
     await c.reset()
     assert c[0x1C] & 0x3 == 0x1                          # ready, no CFS
     ns = await aionvme.Namespace(c, 1)

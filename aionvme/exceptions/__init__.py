@@ -4,6 +4,7 @@ Every status code has its own CommandError subclass in
 ``aionvme.exceptions.status`` (e.g. ``status.LbaOutOfRange``)."""
 from aionvme.exceptions._base import (
     BufferFreedError,
+    CapabilityError,
     CommandError,
     CommandTimeout,
     ControllerFatal,
@@ -25,7 +26,7 @@ from aionvme.exceptions._base import (
 from aionvme.spec.names import command_name, status_name
 
 __all__ = (
-    "BufferFreedError", "CommandError", "CommandTimeout", "ControllerFatal",
+    "BufferFreedError", "CapabilityError", "CommandError", "CommandTimeout", "ControllerFatal",
     "ControllerNotReady", "DeviceError", "InterfaceError", "InternalError", "IOWorkerCommandError", "IOWorkerDied",
     "IOWorkerError", "IOWorkerStopped", "IOWorkerTimeout", "IOWorkerVerifyError", "NvmeError",
     "QueueDeletedError", "QueueFullError", "VerifyError", "command_error",

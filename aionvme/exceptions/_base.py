@@ -13,6 +13,16 @@ class InterfaceError(NvmeError, ValueError):
     """The API was used wrongly: the message names the argument and its limit."""
 
 
+class CapabilityError(InterfaceError):
+    """What was asked needs a capability the transport or backend does not have
+    (config space on TCP, say); the message names both."""
+
+    def __init__(self, message: str, *, backend: str = "", capability: str = "") -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.capability = capability
+
+
 class BufferFreedError(InterfaceError):
     """A Buffer was used after ``free()``."""
 

@@ -257,7 +257,7 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
                interval: Any = 1.0, check: bool = True) -> IOWorkerArgs:
     """Check every argument against the namespace and its controller."""
     nvme = ns.nvme
-    if nvme._device is None:
+    if nvme._transport is None:
         raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
     if not ns.nsze:
         raise InterfaceError("the namespace is not open: await aionvme.Namespace(nvme0, nsid) first")

@@ -18,6 +18,7 @@ from aionvme.exceptions import (InterfaceError, IOWorkerCommandError, IOWorkerDi
                                 IOWorkerVerifyError, command_error)
 from aionvme.settings import SETTINGS
 from aionvme.workers.args import IOWorkerArgs
+from aionvme.workers.registry import STOP_GRACE_S
 from aionvme.workers.stats import IOWorkerResult, Snapshot, result, snapshot
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 STDERR_TAIL = 2000     # bytes of a dead worker's stderr put in the exception
 GRACE_S = 5.0          # beyond its own command timeout, how long a stopping worker may take
-STOP_GRACE_S = 2.0     # a worker told to stop by a reset, Ctrl-C or close: then it is killed
+
 PIN_MIN_CPUS = 4       # pin workers to cores only with this many (see _cpu_for)
 SEQ_ENTRY = struct.Struct("<QQII")  # struct anv_iow_seq
 CMDLOG_ENTRY = struct.Struct("<64s16sQQQII")  # struct anv_cmdlog_entry
@@ -122,7 +123,7 @@ class IOWorker:
         nvme = ns.nvme
         if nvme.closed:
             raise InterfaceError("the controller was closed")
-        doorbells, bar_fd, db_fd = nvme._live_device().doorbell_fds()
+        doorbells, bar_fd, db_fd = nvme._live_transport().doorbell_fds()
         arena = _core.arena()
         # A polled queue (5.4: IEN 0) the worker reaps itself; qdepth commands fit in qdepth + 1.
         qp = Qpair(nvme, a.qdepth + 1, a.qprio, ien=False, reap=False)

@@ -6,7 +6,7 @@ from libc.string cimport memcpy, memset
 
 cdef class SimCore:
     """State and data path of one simulated controller, used by the device
-    process's control plane (aionvme.sim.device)."""
+    process's control plane (aionvme.simulator.device)."""
     cdef sim_ctrl c
     cdef uint8_t *bar
     cdef uint8_t *arena_base

@@ -221,7 +221,16 @@ int sim_fault_match(struct sim_ctrl *c, uint16_t qid, const struct anv_sqe *sqe)
 			continue;
 		if (f->nsid && f->nsid != sqe->nsid)
 			continue;
-		if (f->slba_hi && qid) {
+		/*
+		 * LBA windows and the duplicate and unknown-CID actions are rules for
+		 * I/O commands: an admin command (opcode 02h is Get Log Page there,
+		 * Read here) never matches one.  Admin commands are matched here too
+		 * (sim_ctrl's Python admin plane asks), so rules are decided in one place.
+		 */
+		if (!qid && (f->slba_hi || f->action == SIM_FAULT_DUPLICATE ||
+			     f->action == SIM_FAULT_BAD_CID))
+			continue;
+		if (f->slba_hi) {
 			uint64_t slba = sqe->cdw10 | ((uint64_t)sqe->cdw11 << 32);
 			uint64_t elba = slba + (sqe->cdw12 & 0xffffu);
 

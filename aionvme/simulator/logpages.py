@@ -5,7 +5,7 @@ import struct
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aionvme.sim.device import SimDevice
+    from aionvme.simulator.device import SimDevice
 
 ERROR_INFO, SMART, FW_SLOT, CMD_EFFECTS, SELF_TEST, SANITIZE = 0x01, 0x02, 0x03, 0x05, 0x06, 0x81
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aionvme.sim import identify
+from aionvme.simulator import identify
+
+from aionvme.simulator.command import err
+from aionvme.spec import status as S
 
 if TYPE_CHECKING:
-    from aionvme.sim.admin import Cmd
-    from aionvme.sim.device import SimDevice
+    from aionvme.simulator.command import Cmd
+    from aionvme.simulator.device import SimDevice
 
-INVALID_FIELD = (1 << 14) | 0x02
-OVERLAPPING_RANGE = (1 << 14) | (1 << 8) | 0x14
-INVALID_SLOT = (1 << 14) | (1 << 8) | 0x06
-INVALID_IMAGE = (1 << 14) | (1 << 8) | 0x07
 
 
 class Firmware:
@@ -33,10 +32,10 @@ class Firmware:
         if offset != len(self.image):
             # Pieces must come in order without overlap (5.24: Overlapping Range).
             if offset < len(self.image):
-                return (OVERLAPPING_RANGE, 0)
-            return (INVALID_FIELD, 0)
+                return err(S.OVERLAPPING_RANGE)
+            return err(S.INVALID_FIELD)
         if offset + length > 64 << 20:
-            return (INVALID_FIELD, 0)
+            return err(S.INVALID_FIELD)
         status, data = self.dev.admin.from_host(cmd, length)
         if status:
             return (status, 0)
@@ -54,21 +53,21 @@ class Firmware:
     def commit(self, cmd: "Cmd") -> tuple[int, int]:
         fs, ca = cmd.cdw10 & 0x7, (cmd.cdw10 >> 3) & 0x7
         if ca > 3:
-            return (INVALID_FIELD, 0)  # boot partitions are not supported
+            return err(S.INVALID_FIELD)  # boot partitions are not supported
         if fs == 0:
             fs = next((s for s in range(2, identify.FW_SLOTS + 1) if s not in self.slots), 2)
         if fs > identify.FW_SLOTS:
-            return (INVALID_SLOT, 0)
+            return err(S.INVALID_FIRMWARE_SLOT)
         if ca in (0, 1, 3):  # replace the image in slot fs
             if fs == 1:
-                return (INVALID_SLOT, 0)  # slot 1 is read only
+                return err(S.INVALID_FIRMWARE_SLOT)  # slot 1 is read only
             rev = self.revision_of(self.image)
             if not rev:
-                return (INVALID_IMAGE, 0)
+                return err(S.INVALID_FIRMWARE_IMAGE)
             self.slots[fs] = rev
             self.image = bytearray()
         elif fs not in self.slots:
-            return (INVALID_SLOT, 0)
+            return err(S.INVALID_FIRMWARE_SLOT)
         if ca == 0:
             return (0, 0)
         if ca == 3:  # activate now, without reset (FRMW bit 4)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from aionvme.sim.pci import VENDOR_ID
-from aionvme.sim.state import LBA_FORMATS
+from aionvme.simulator.pci import VENDOR_ID
+from aionvme.simulator.state import LBA_FORMATS
 
 if TYPE_CHECKING:
-    from aionvme.sim.device import SimDevice
+    from aionvme.simulator.device import SimDevice
 
 # OACS (5.17.2.1, bytes 257:256)
 OACS_SECURITY, OACS_FORMAT, OACS_FIRMWARE, OACS_NS_MGMT, OACS_SELF_TEST = 1, 2, 4, 8, 16

@@ -7,57 +7,21 @@ the command completes later (Asynchronous Event Request, Sanitize...).
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable
 
-from aionvme.sim import features as F
-from aionvme.sim import identify, logpages
-from aionvme.sim.doorbells import doorbell_buffer_config
-from aionvme.sim.firmware import Firmware
-from aionvme.sim.selftest import SelfTest
-from aionvme.sim.sanitize import Sanitize
-from aionvme.sim.state import LBA_FORMATS
+from aionvme.spec import status as S
+from aionvme.simulator import features as F
+from aionvme.simulator.command import OK, Cmd, err
+from aionvme.simulator.control import ACTIONS
+from aionvme.simulator import identify, logpages
+from aionvme.simulator.doorbells import doorbell_buffer_config
+from aionvme.simulator.firmware import Firmware
+from aionvme.simulator.selftest import SelfTest
+from aionvme.simulator.sanitize import Sanitize
+from aionvme.simulator.state import LBA_FORMATS
 
 if TYPE_CHECKING:
-    from aionvme.sim.device import SimDevice
-
-SQE = struct.Struct("<BBHIIIQQQIIIIII")
-
-# Status Code Types and codes used here (4.6.1.2)
-GENERIC, SPECIFIC, MEDIA = 0, 1, 2
-INVALID_OPCODE, INVALID_FIELD, DATA_XFER, ABORT_REQ, INVALID_NS = 0x01, 0x02, 0x04, 0x07, 0x0B
-CMD_SEQ_ERROR, SANITIZE_IN_PROGRESS = 0x0C, 0x1D
-CQ_INVALID, INVALID_QID, INVALID_QSIZE, AER_LIMIT = 0x00, 0x01, 0x02, 0x05
-INVALID_VECTOR, INVALID_LOG_PAGE, INVALID_FORMAT, INVALID_QUEUE_DELETION = 0x08, 0x09, 0x0A, 0x0C
-NOT_SAVEABLE, NOT_CHANGEABLE = 0x0D, 0x0E
-
-OK = (0, 0)
-
-
-def err(sct: int, sc: int, dnr: bool = True) -> tuple[int, int]:
-    return ((int(dnr) << 14) | (sct << 8) | sc, 0)
-
-
-class Cmd(NamedTuple):
-    raw: bytes
-    opcode: int
-    flags: int
-    cid: int
-    nsid: int
-    prp1: int
-    prp2: int
-    cdw10: int
-    cdw11: int
-    cdw12: int
-    cdw13: int
-    cdw14: int
-    cdw15: int
-
-    @classmethod
-    def parse(cls, raw: bytes) -> "Cmd":
-        (op, fl, cid, nsid, _c2, _c3, _mptr, p1, p2,
-         c10, c11, c12, c13, c14, c15) = SQE.unpack(raw)
-        return cls(raw, op, fl, cid, nsid, p1, p2, c10, c11, c12, c13, c14, c15)
-
+    from aionvme.simulator.device import SimDevice
 
 class Admin:
     def __init__(self, dev: "SimDevice") -> None:
@@ -96,15 +60,17 @@ class Admin:
         return n
 
     def execute(self, cmd: Cmd) -> None:
+        # The native core decides which rule matches (sim_fault_match, for admin and
+        # I/O commands alike); only status, drop and delay rules match admin commands.
         f = self.core.fault_match(0, cmd.raw)
         if f >= 0:
             action, status, delay_us = self.core.fault_action(f)
-            if action == 2:       # drop: never completes
+            if action == ACTIONS["drop"]:  # never completes
                 return
-            if action == 1:
+            if action == ACTIONS["status"]:
                 self.complete(cmd, status, 0)
                 return
-            if action == 3:
+            if action == ACTIONS["delay"]:
                 result = self.run(cmd)
                 if result is not None:
                     self.dev.after(delay_us / 1e6, lambda: self.complete(cmd, *result))
@@ -116,17 +82,17 @@ class Admin:
     def run(self, cmd: Cmd) -> tuple[int, int] | None:
         handler = self.handlers.get(cmd.opcode)
         if handler is None:
-            return err(GENERIC, INVALID_OPCODE)
+            return err(S.INVALID_OPCODE)
         if cmd.flags & 0xC0:
-            return err(GENERIC, INVALID_FIELD)  # 4.2: admin commands use PRPs
+            return err(S.INVALID_FIELD)  # 4.2: admin commands use PRPs
         if self.sanitize.blocks(cmd.opcode, admin=True):
-            return err(GENERIC, SANITIZE_IN_PROGRESS)
+            return err(S.SANITIZE_IN_PROGRESS)
         try:
             return handler(cmd)
         except Exception:  # a handler bug must not take the device down
             import traceback
             traceback.print_exc()
-            return err(GENERIC, 0x06)  # Internal Error
+            return err(S.INTERNAL_ERROR)  # Internal Error
 
     def complete(self, cmd: Cmd, status: int, cdw0: int) -> None:
         if status & 0xFF or (status >> 8) & 7:
@@ -187,7 +153,7 @@ class Admin:
 
     def async_event_request(self, cmd: Cmd) -> tuple[int, int] | None:
         if len(self.aer_pending) > identify.AERL:
-            return err(SPECIFIC, AER_LIMIT)
+            return err(S.AER_LIMIT_EXCEEDED)
         self.aer_pending.append(cmd.cid)
         self.deliver_events()
         return None
@@ -196,7 +162,7 @@ class Admin:
         sqid, cid = cmd.cdw10 & 0xFFFF, cmd.cdw10 >> 16
         if sqid == 0 and cid in self.aer_pending:
             self.aer_pending.remove(cid)
-            self.core.post(0, cid, err(GENERIC, ABORT_REQ, dnr=False)[0], 0, True)
+            self.core.post(0, cid, err(S.ABORT_REQUESTED, dnr=False)[0], 0, True)
             return (0, 0)  # cdw0 bit 0 clear: aborted
         return (0, 1)  # 5.1: bit 0 set, the command was not aborted
 
@@ -210,17 +176,17 @@ class Admin:
         pc, ien, iv = cmd.cdw11 & 1, (cmd.cdw11 >> 1) & 1, cmd.cdw11 >> 16
         _, ncq = self._queue_limit()
         if qid == 0 or qid > ncq or self.core.cq_info(qid) is not None:
-            return err(SPECIFIC, INVALID_QID)
+            return err(S.INVALID_QID)
         if qsize < 2 or qsize > self.dev.cfg.mqes + 1:
-            return err(SPECIFIC, INVALID_QSIZE)
+            return err(S.INVALID_QSIZE)
         if iv >= self.dev.cfg.vectors:
-            return err(SPECIFIC, INVALID_VECTOR)
+            return err(S.INVALID_INTERRUPT_VECTOR)
         if not pc:
-            return err(GENERIC, INVALID_FIELD)  # CAP.CQR: contiguous queues only
+            return err(S.INVALID_FIELD)  # CAP.CQR: contiguous queues only
         if cmd.prp1 & 0xFFF:
-            return err(GENERIC, 0x13)  # PRP Offset Invalid
+            return err(S.PRP_OFFSET_INVALID)  # PRP Offset Invalid
         if ((self.dev.cc >> 20) & 0xF) != 4:
-            return err(GENERIC, INVALID_FIELD)  # CC.IOCQES must be set (3.1.3.5)
+            return err(S.INVALID_FIELD)  # CC.IOCQES must be set (3.1.3.5)
         self.core.cq_create(qid, cmd.prp1, qsize, iv, ien)
         self.dev.state.features.queues_allocated = True
         return OK
@@ -230,17 +196,17 @@ class Admin:
         pc, prio, cqid = cmd.cdw11 & 1, (cmd.cdw11 >> 1) & 3, cmd.cdw11 >> 16
         nsq, _ = self._queue_limit()
         if cqid == 0 or self.core.cq_info(cqid) is None:
-            return err(SPECIFIC, CQ_INVALID)
+            return err(S.COMPLETION_QUEUE_INVALID)
         if qid == 0 or qid > nsq or self.core.sq_info(qid) is not None:
-            return err(SPECIFIC, INVALID_QID)
+            return err(S.INVALID_QID)
         if qsize < 2 or qsize > self.dev.cfg.mqes + 1:
-            return err(SPECIFIC, INVALID_QSIZE)
+            return err(S.INVALID_QSIZE)
         if not pc:
-            return err(GENERIC, INVALID_FIELD)
+            return err(S.INVALID_FIELD)
         if cmd.prp1 & 0xFFF:
-            return err(GENERIC, 0x13)
+            return err(S.PRP_OFFSET_INVALID)
         if ((self.dev.cc >> 16) & 0xF) != 6:
-            return err(GENERIC, INVALID_FIELD)  # CC.IOSQES must be set
+            return err(S.INVALID_FIELD)  # CC.IOSQES must be set
         self.core.sq_create(qid, cmd.prp1, qsize, cqid, prio)
         self.dev.state.features.queues_allocated = True
         return OK
@@ -248,7 +214,7 @@ class Admin:
     def delete_sq(self, cmd: Cmd) -> tuple[int, int]:
         qid = cmd.cdw10 & 0xFFFF
         if qid == 0 or self.core.sq_info(qid) is None:
-            return err(SPECIFIC, INVALID_QID)
+            return err(S.INVALID_QID)
         self.core.sq_delete(qid)
         return OK
 
@@ -256,9 +222,9 @@ class Admin:
         qid = cmd.cdw10 & 0xFFFF
         info = self.core.cq_info(qid) if qid else None
         if info is None:
-            return err(SPECIFIC, INVALID_QID)
+            return err(S.INVALID_QID)
         if info["nsq"]:
-            return err(SPECIFIC, INVALID_QUEUE_DELETION)  # an SQ still uses it
+            return err(S.INVALID_QUEUE_DELETION)  # an SQ still uses it
         self.core.cq_delete(qid)
         return OK
 
@@ -272,22 +238,22 @@ class Admin:
                 # all namespaces only with Namespace Management (OACS bit 3)
                 oacs = int.from_bytes(identify.controller(self.dev)[256:258], "little")
                 if not oacs & identify.OACS_NS_MGMT:
-                    return err(GENERIC, INVALID_NS)
+                    return err(S.INVALID_NS)
                 return self.to_host(cmd, bytes(4096))  # common ns capabilities: none
             if cmd.nsid not in namespaces:
-                return err(GENERIC, INVALID_NS)
+                return err(S.INVALID_NS)
             return self.to_host(cmd, identify.namespace(self.dev, cmd.nsid))
         if cns == 0x01:
             return self.to_host(cmd, identify.controller(self.dev))
         if cns == 0x02:
             if cmd.nsid >= 0xFFFFFFFE:
-                return err(GENERIC, INVALID_NS)
+                return err(S.INVALID_NS)
             return self.to_host(cmd, identify.active_namespaces(self.dev, cmd.nsid))
         if cns == 0x03:
             if cmd.nsid not in namespaces:
-                return err(GENERIC, INVALID_NS)
+                return err(S.INVALID_NS)
             return self.to_host(cmd, identify.ns_descriptors(self.dev, cmd.nsid))
-        return err(GENERIC, INVALID_FIELD)
+        return err(S.INVALID_FIELD)
 
     # -- features (5.27) -------------------------------------------------------
     def _feature_key(self, fid: int, cdw11: int) -> tuple[int, int] | None:
@@ -305,19 +271,19 @@ class Admin:
         fid, sel = cmd.cdw10 & 0xFF, (cmd.cdw10 >> 8) & 0x7
         feats = self.dev.state.features
         if fid not in feats.CHANGEABLE:
-            return err(GENERIC, INVALID_FIELD)
+            return err(S.INVALID_FIELD)
         if sel == 3:  # supported capabilities (5.27.1)
             return (0, int(fid in feats.SAVEABLE) | (int(fid in feats.CHANGEABLE) << 2))
         if fid == F.TIMESTAMP:
             if sel > 3:
-                return err(GENERIC, INVALID_FIELD)
+                return err(S.INVALID_FIELD)
             return self.to_host(cmd, self._timestamp())
         key = self._feature_key(fid, cmd.cdw11)
         if key is None:
-            return err(GENERIC, INVALID_FIELD)
+            return err(S.INVALID_FIELD)
         table = {0: feats.values, 1: feats.defaults, 2: feats.saved}.get(sel)
         if table is None:
-            return err(GENERIC, INVALID_FIELD)
+            return err(S.INVALID_FIELD)
         value = table.get(key, 0)
         if fid == F.TEMPERATURE_THRESHOLD:
             value |= (cmd.cdw11 & 0x3F0000)
@@ -327,7 +293,7 @@ class Admin:
         fid, sv = cmd.cdw10 & 0xFF, cmd.cdw10 >> 31
         feats = self.dev.state.features
         if fid in feats.CHANGEABLE and sv and fid not in feats.SAVEABLE:
-            return err(SPECIFIC, NOT_SAVEABLE)  # 5.28: e.g. Timestamp, Number of Queues
+            return err(S.FEATURE_NOT_SAVEABLE)  # 5.28: e.g. Timestamp, Number of Queues
         if fid == F.TIMESTAMP:
             status, data = self.from_host(cmd, 8)
             if status:
@@ -337,19 +303,19 @@ class Admin:
             feats.timestamp_set_at = time.monotonic()
             return OK
         if fid not in feats.CHANGEABLE:
-            return err(GENERIC, INVALID_FIELD)
+            return err(S.INVALID_FIELD)
         if sv and fid not in feats.SAVEABLE:
-            return err(SPECIFIC, NOT_SAVEABLE)
+            return err(S.FEATURE_NOT_SAVEABLE)
         key = self._feature_key(fid, cmd.cdw11)
         if key is None:
-            return err(GENERIC, INVALID_FIELD)
+            return err(S.INVALID_FIELD)
         value, cdw0 = cmd.cdw11, 0
         if fid == F.NUMBER_OF_QUEUES:
             if feats.queues_allocated:
-                return err(GENERIC, CMD_SEQ_ERROR)  # 5.27.1.7: only before queues exist
+                return err(S.COMMAND_SEQUENCE_ERROR)  # 5.27.1.7: only before queues exist
             nsq, ncq = value & 0xFFFF, value >> 16
             if nsq == 0xFFFF or ncq == 0xFFFF:
-                return err(GENERIC, INVALID_FIELD)
+                return err(S.INVALID_FIELD)
             top = self.dev.cfg.max_io_queues - 1
             value = (min(ncq, top) << 16) | min(nsq, top)
             cdw0 = value
@@ -359,14 +325,14 @@ class Admin:
             value &= 0x1FFFF
         elif fid == F.VOLATILE_WRITE_CACHE:
             if not self.dev.cfg.vwc:
-                return err(GENERIC, INVALID_FIELD)
+                return err(S.INVALID_FIELD)
             value &= 1
             if not value:
                 self.core.flush()
             self.core.vwc_enabled = value
         elif fid == F.POWER_MANAGEMENT:
             if value & 0x1F:  # one power state: PS 0
-                return err(GENERIC, INVALID_FIELD)
+                return err(S.INVALID_FIELD)
         feats.values[key] = value
         if sv:
             feats.saved[key] = value
@@ -394,9 +360,9 @@ class Admin:
         offset = cmd.cdw12 | (cmd.cdw13 << 32)
         page = logpages.build(self.dev, lid, cmd.nsid)
         if page is None:
-            return err(SPECIFIC, INVALID_LOG_PAGE)
+            return err(S.INVALID_LOG_PAGE)
         if offset & 3 or offset > len(page):
-            return err(GENERIC, INVALID_FIELD)
+            return err(S.INVALID_FIELD)
         data = page[offset:offset + 4 * numd].ljust(4 * numd, b"\0")
         result = self.to_host(cmd, data)
         if result == OK:
@@ -414,12 +380,12 @@ class Admin:
         elif cmd.nsid in namespaces:
             targets = [cmd.nsid]
         else:
-            return err(GENERIC, INVALID_NS)
+            return err(S.INVALID_NS)
         if lbaf >= len(LBA_FORMATS) or LBA_FORMATS[lbaf][1] or pi or mset:
             # Formats with metadata are listed but not implemented by the simulator.
-            return err(SPECIFIC, INVALID_FORMAT)
+            return err(S.INVALID_FORMAT)
         if ses > 2:
-            return err(GENERIC, INVALID_FIELD)
+            return err(S.INVALID_FIELD)
         for nsid in targets:
             ns = namespaces[nsid]
             ns.lbaf = lbaf

@@ -1,13 +1,13 @@
 """The simulator's control plane: requests a test sends to make the device
 misbehave on purpose, or to look inside it.  Each request is a JSON object
 with an ``op``; the reply is a JSON object.  The host-side API is
-``aionvme.sim.faults.SimControl`` (``nvme0.sim``)."""
+``aionvme.simulator.faults.SimControl`` (``nvme0.sim``)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aionvme.sim.device import SimDevice
+    from aionvme.simulator.device import SimDevice
 
 ACTIONS = {"status": 1, "drop": 2, "delay": 3, "duplicate": 4, "bad_cid": 5}
 

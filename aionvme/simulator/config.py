@@ -13,23 +13,10 @@ Example TOML::
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
+from aionvme.checks import parse_size
 from aionvme.exceptions import InterfaceError
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(value: Any, name: str) -> int:
-    """``"8T"``, ``"512M"`` or an int, in bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", str(value), re.I)
-    if not m:
-        raise InterfaceError(f"{name} {value!r} is not a size like 4096, '512M' or '8T'")
-    return int(m.group(1)) * _UNITS[m.group(2).upper()]
-
 
 @dataclasses.dataclass
 class NamespaceConfig:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from aionvme.sim.admin import Admin, Cmd
+from aionvme.simulator.command import err
+from aionvme.spec import status as S
 
-INVALID_FIELD = (1 << 14) | 0x02
+if TYPE_CHECKING:
+    from aionvme.simulator.admin import Admin
+    from aionvme.simulator.command import Cmd
+
 
 
 def doorbell_buffer_config(admin: "Admin", cmd: "Cmd") -> tuple[int, int]:
     dbs, eis = cmd.prp1, cmd.prp2
     # 5.8: PRP1 and PRP2 are memory page aligned addresses of one page each.
     if dbs & 0xFFF or eis & 0xFFF:
-        return (INVALID_FIELD, 0)
+        return err(S.INVALID_FIELD)
     if not admin.core.dbbuf_config(dbs, eis):
-        return (INVALID_FIELD, 0)
+        return err(S.INVALID_FIELD)
     return (0, 0)

@@ -6,16 +6,16 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from aionvme.simulator.command import err
+from aionvme.spec import status as S
+
 if TYPE_CHECKING:
-    from aionvme.sim.admin import Cmd
-    from aionvme.sim.device import SimDevice
+    from aionvme.simulator.command import Cmd
+    from aionvme.simulator.device import SimDevice
 
 SHORT, EXTENDED, ABORT = 0x1, 0x2, 0xF
 # Result codes (Figure 207, byte 0 bits 3:0)
 NO_ERROR, ABORTED_BY_COMMAND, ABORTED_BY_RESET, ABORTED_BY_FORMAT = 0x0, 0x1, 0x2, 0x4
-IN_PROGRESS = (1 << 14) | (1 << 8) | 0x1D
-INVALID_FIELD = (1 << 14) | 0x02
-INVALID_NS = (1 << 14) | 0x0B
 
 
 class SelfTest:
@@ -31,14 +31,14 @@ class SelfTest:
     def command(self, cmd: "Cmd") -> tuple[int, int]:
         stc = cmd.cdw10 & 0xF
         if cmd.nsid not in (0, 0xFFFFFFFF) and cmd.nsid not in self.dev.state.namespaces:
-            return (INVALID_NS, 0)
+            return err(S.INVALID_NS)
         if stc == ABORT:
             self.finish(ABORTED_BY_COMMAND)
             return (0, 0)
         if stc not in (SHORT, EXTENDED):
-            return (INVALID_FIELD, 0)
+            return err(S.INVALID_FIELD)
         if self.current:
-            return (IN_PROGRESS, 0)
+            return err(S.SELF_TEST_IN_PROGRESS)
         self.current, self.nsid = stc, cmd.nsid
         self.started = time.monotonic()
         ms = self.dev.cfg.dst_short_ms if stc == SHORT else self.dev.cfg.dst_extended_ms

@@ -1,13 +1,109 @@
-"""Host side of the simulator's fault injection (``nvme0.sim``)."""
+"""The ``sim`` backend: aionvme's simulated SSD seen from the host.
+
+``SimProcess`` starts the simulator program (``python -m aionvme.simulator``)
+and hands it the DMA arena, the BAR page, the doorbell eventfd and one eventfd
+per MSI-X vector over a unix socket (SCM_RIGHTS).  Its extra, the control
+plane (``nvme0.sim``: fault injection and a look inside the device), is
+``SimControl``.  Nothing here imports the simulator's code but its
+configuration schema."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
+import os
+import socket
+import struct
+import subprocess
+import sys
 
-from aionvme.exceptions import InterfaceError
+from aionvme import _core
+from aionvme import capabilities as caps
+from aionvme.exceptions import DeviceError, InterfaceError
+from aionvme.simulator.config import SimConfig
 
-if TYPE_CHECKING:
-    from aionvme.controller import Controller
+BAR0_SIZE = 0x4000
+RESET_POWER_OFF, RESET_POWER_ON = 3, 4  # enum anv_reset_kind
+
+
+class SimProcess:
+    """A running simulator process and the Device attached to it."""
+
+    name = "sim"
+    capabilities = caps.PCIE | {caps.NSSR, caps.POWER_CYCLE, caps.FAULT_INJECTION}
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        # Set by the transport that owns the device: the host's side of a surprise
+        # power loss (fail commands, forget cached writes), called before power goes.
+        self.on_power_loss: Callable[[], None] | None = None
+        arena = _core.arena()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        bar_fd = os.memfd_create("aionvme-bar", os.MFD_CLOEXEC)
+        os.ftruncate(bar_fd, BAR0_SIZE)
+        db_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        irq_fds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(config.vectors)]
+        env = dict(os.environ)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aionvme.simulator", "--fd", str(child.fileno())],
+            pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL)
+        child.close()
+        hello = json.dumps({"config": config.to_dict(), "arena_size": arena.size,
+                            "parent_pid": os.getpid()}).encode()
+        try:
+            socket.send_fds(parent, [struct.pack("<I", len(hello)), hello],
+                            [arena.fd, bar_fd, db_fd, *irq_fds])
+            parent.settimeout(30)
+            ack = parent.recv(4)
+            parent.settimeout(None)
+        except OSError as e:
+            self.proc.kill()
+            raise DeviceError(f"the simulator process did not start: {e}") from e
+        if ack != b"RDY!":
+            self.proc.kill()
+            self.proc.wait()
+            raise DeviceError(f"the simulator process failed to start (exit code {self.proc.returncode})")
+        self.device = _core.Device.open_sim(parent.detach(), bar_fd, db_fd, irq_fds)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def death(self) -> str | None:
+        if self.proc.poll() is not None:
+            return f"the sim device process exited with code {self.proc.returncode}"
+        return None
+
+    def power_off(self) -> None:
+        self.device.reset(RESET_POWER_OFF)
+
+    def power_on(self) -> None:
+        self.device.reset(RESET_POWER_ON)
+
+    def extension(self, name: str) -> Any:
+        """The backend's extras by name: ``"sim"`` is the control plane."""
+        if name == "sim":
+            return SimControl(self)
+        raise InterfaceError(f"the sim backend has no extension {name!r}")
+
+    def surprise_power_loss(self) -> None:
+        """Power goes away now, without warning to the host's driver."""
+        if self.on_power_loss is not None:
+            self.on_power_loss()
+        else:
+            self.power_off()
+
+    def close(self) -> None:
+        """Detach (the process sees EOF and exits) and reap the process."""
+        self.device.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
 
 
 class Fault:
@@ -49,13 +145,13 @@ class SimControl:
         ...     cpl = await nvme0n1.read(q, buf, 0, check=False)   # 02/81
     """
 
-    __slots__ = ("nvme",)
+    __slots__ = ("_backend",)
 
-    def __init__(self, nvme: "Controller") -> None:
-        self.nvme = nvme
+    def __init__(self, backend: SimProcess) -> None:
+        self._backend = backend
 
     def _call(self, op: str, **kw: Any) -> dict[str, Any]:
-        reply = json.loads(self.nvme._live_device().control(json.dumps({"op": op, **kw}).encode()))
+        reply = json.loads(self._backend.device.control(json.dumps({"op": op, **kw}).encode()))
         if "error" in reply:
             raise InterfaceError(f"simulator: {reply['error']}")
         return reply
@@ -118,7 +214,7 @@ class SimControl:
 
     def power_loss(self) -> None:
         """Lose power now; ``await subsystem.power_on()`` brings it back."""
-        self.nvme._power_loss()
+        self._backend.surprise_power_loss()
 
     def state(self) -> dict[str, Any]:
         """Counters and state of the device, for tests."""

@@ -5,17 +5,18 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from aionvme.simulator.command import err
+from aionvme.spec import status as S
+
 if TYPE_CHECKING:
-    from aionvme.sim.admin import Cmd
-    from aionvme.sim.device import SimDevice
+    from aionvme.simulator.command import Cmd
+    from aionvme.simulator.device import SimDevice
 
 EXIT_FAILURE, BLOCK_ERASE, OVERWRITE, CRYPTO_ERASE = 1, 2, 3, 4
 NEVER, COMPLETED, IN_PROGRESS, FAILED, COMPLETED_NO_DEALLOC = 0, 1, 2, 3, 4
-INVALID_FIELD = (1 << 14) | 0x02
-SANITIZE_IN_PROGRESS = (1 << 14) | 0x1D
 # 8.21: admin commands a controller still runs while a sanitize is in progress.
 ALLOWED_ADMIN = {0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0A, 0x0C}
-SANITIZE_STATUS_BLOCK = (0x1D << 0) | (1 << 14)
+SANITIZE_STATUS_BLOCK = S.SANITIZE_IN_PROGRESS.field()
 
 
 class Sanitize:
@@ -38,13 +39,13 @@ class Sanitize:
     def command(self, cmd: "Cmd") -> tuple[int, int]:
         action = cmd.cdw10 & 0x7
         if self.in_progress:
-            return (SANITIZE_IN_PROGRESS, 0)
+            return err(S.SANITIZE_IN_PROGRESS)
         if action == EXIT_FAILURE:
             if self.status == FAILED:
                 self.status = COMPLETED
             return (0, 0)
         if action not in (BLOCK_ERASE, OVERWRITE, CRYPTO_ERASE) or cmd.nsid not in (0, 0xFFFFFFFF):
-            return (INVALID_FIELD, 0)
+            return err(S.INVALID_FIELD)
         self.cdw10 = cmd.cdw10
         self.passes = ((cmd.cdw10 >> 4) & 0xF) or 16 if action == OVERWRITE else 0
         self.start()

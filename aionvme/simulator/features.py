@@ -2,7 +2,7 @@
 saved values, and which can be saved or changed."""
 from __future__ import annotations
 
-from aionvme.sim.config import SimConfig
+from aionvme.simulator.config import SimConfig
 
 ARBITRATION = 0x01
 POWER_MANAGEMENT = 0x02

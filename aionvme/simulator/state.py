@@ -6,8 +6,8 @@ import collections
 import time
 from typing import Any
 
-from aionvme.sim.config import SimConfig
-from aionvme.sim.features import Features
+from aionvme.simulator.config import SimConfig
+from aionvme.simulator.features import Features
 
 # LBA formats offered by every namespace (NVM 4.1.5.1): (data size, metadata size).
 LBA_FORMATS = [(512, 0), (512, 8), (4096, 0), (4096, 8)]

@@ -1,4 +1,9 @@
-"""Start and stop QEMU for the ``qemu`` backend.
+"""The ``qemu`` backend: QEMU's NVMe controller (hw/nvme) over qtest.
+
+Addresses ``qemu`` / ``qemu:KEY=VALUE,...``.  Keys aionvme uses itself:
+``size`` (each namespace, default 1G), ``lba_size`` (512 or 4096),
+``namespaces`` (how many, default 1).  Every other key goes to QEMU's
+``-device nvme`` as it is, e.g. ``qemu:mdts=5,max_ioqpairs=8``.
 
 Guest RAM is the DMA arena's memfd (``memory-backend-file,share=on`` on
 /proc/PID/fd/N), so IOVA = guest physical address = arena offset.  The vCPU
@@ -10,21 +15,67 @@ with this process (PR_SET_PDEATHSIG) and is killed on close.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from typing import Any, Callable
 
 from aionvme import _core
+from aionvme import capabilities as caps
+from aionvme.checks import parse_size
 from aionvme.exceptions import DeviceError, InterfaceError
-from aionvme.qemu.config import QemuConfig
 
 QEMU = "qemu-system-x86_64"
 DEVFN = 4 << 3  # the controller sits at 00:04.0
 START_TIMEOUT = 30.0
+
+OUR_KEYS = {"size", "lba_size", "namespaces"}
+
+
+@dataclasses.dataclass
+class QemuConfig:
+    size: int = 1 << 30
+    lba_size: int = 512
+    namespaces: int = 1
+    device_opts: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def vectors(self) -> int:
+        return min(64, int(self.device_opts.get("msix_qsize", "64")))
+
+    @classmethod
+    def from_address(cls, address: str) -> "QemuConfig":
+        cfg = cls()
+        opts = address.split(":", 1)[1] if ":" in address else ""
+        for item in filter(None, opts.split(",")):
+            key, sep, value = item.partition("=")
+            if not sep or not re.fullmatch(r"[a-z_][a-z0-9_.-]*", key) or "," in value:
+                raise InterfaceError(f"qemu option {item!r} is not KEY=VALUE")
+            if key == "size":
+                cfg.size = parse_size(value, "size")
+            elif key == "lba_size":
+                cfg.lba_size = int(value)
+            elif key == "namespaces":
+                cfg.namespaces = int(value)
+            else:
+                cfg.device_opts[key] = value
+        if cfg.lba_size not in (512, 4096):
+            raise InterfaceError(f"lba_size {cfg.lba_size} must be 512 or 4096")
+        if not 1 <= cfg.namespaces <= 16:
+            raise InterfaceError(f"namespaces {cfg.namespaces} is outside 1..16")
+        if cfg.size < 1 << 20 or cfg.size % cfg.lba_size:
+            raise InterfaceError(f"size {cfg.size} must be at least 1 MiB and whole LBAs")
+        cfg.device_opts.setdefault("msix_qsize", "64")
+        cfg.device_opts.setdefault("serial", "AIONVME-QEMU-0001")
+        if not 1 <= int(cfg.device_opts["msix_qsize"]) <= 64:
+            raise InterfaceError("msix_qsize must be within 1..64")
+        return cfg
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -42,6 +93,9 @@ class QemuProcess:
     """A QEMU process with one NVMe controller, and the Device attached to it."""
 
     name = "qemu"
+    # A power cycle restarts QEMU; no NSSR register write is modelled by aionvme here:
+    # CAP.NSSRS says whether QEMU's controller has one.
+    capabilities = caps.PCIE | {caps.NSSR, caps.POWER_CYCLE}
 
     def __init__(self, config: QemuConfig) -> None:
         why = available()
@@ -56,6 +110,7 @@ class QemuProcess:
         os.write(self._bios, b"\xf4" * 65536)  # hlt: the vCPU parks at the reset vector
         self.proc: subprocess.Popen | None = None
         self._powered = False
+        self.on_power_loss: Callable[[], None] | None = None  # unused: no surprise power loss
         irq_fds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(config.vectors)]
         sock = self._start()
         self.device = _core.Device.open_qemu(sock.detach(), DEVFN, irq_fds)
@@ -122,7 +177,7 @@ class QemuProcess:
             if self.proc.stderr:
                 self.proc.stderr.close()
 
-    # -- the backend protocol (aionvme.backends) ---------------------------------
+    # -- the backend protocol (aionvme.backends.Backend) ---------------------------------
     def death(self) -> str | None:
         if self._powered and self.proc is not None and self.proc.poll() is not None:
             return f"the qemu device process exited with code {self.proc.returncode}"
@@ -137,6 +192,9 @@ class QemuProcess:
         if self._powered:
             return
         self.device.reconnect(self._start().detach())
+
+    def extension(self, name: str) -> Any:
+        raise InterfaceError(f"the qemu backend has no extension {name!r}")
 
     def close(self) -> None:
         self._powered = False

@@ -4,7 +4,7 @@ resets and power, and the loop that serves the host.
 One thread: the loop waits on the host's socket (register and config
 requests, control requests), the doorbell eventfd and timers.  IO queues
 are run by the native data path (``SimCore.process_io``); admin commands by
-``aionvme.sim.admin``.
+``aionvme.simulator.admin``.
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import time
 from typing import Any, Callable
 
 from aionvme import _core
-from aionvme.sim.admin import Admin
-from aionvme.sim.config import SimConfig
-from aionvme.sim.control import Control
-from aionvme.sim.pci import PciConfig
-from aionvme.sim.state import DeviceState
+from aionvme.simulator.admin import Admin
+from aionvme.simulator.config import SimConfig
+from aionvme.simulator.control import Control
+from aionvme.simulator.pci import PciConfig
+from aionvme.simulator.state import DeviceState
 
 BAR0_SIZE = 0x4000
 MSIX_TABLE = 0x2000

@@ -1,0 +1,33 @@
+"""Transports: how a command travels to a controller and its completion
+comes back (see ``aionvme.transport.base`` for the verbs)."""
+from __future__ import annotations
+
+from aionvme.backends import capabilities_of as _backend_capabilities
+from aionvme.backends import is_pcie_address, open_backend
+from aionvme.exceptions import InterfaceError
+from aionvme.transport.base import Transport
+
+
+def open_transport(address: str | bytes) -> Transport:
+    """The transport to the controller ``address`` names (blocking: it may start
+    a device process; run it in an executor)."""
+    if isinstance(address, bytes):
+        address = address.decode()
+    if not isinstance(address, str):
+        raise InterfaceError(f"address must be a str such as 'sim', not {type(address).__name__}")
+    if is_pcie_address(address):
+        from aionvme.transport.pcie import PcieTransport
+        return PcieTransport(open_backend(address))
+    raise InterfaceError(
+        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu' or 'qemu:OPTS'")
+
+
+def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
+    """(backend name, capabilities) of the controller ``address`` names, known
+    without opening it (the pytest plugin skips on them); None: no such address."""
+    if isinstance(address, bytes):
+        address = address.decode()
+    if is_pcie_address(address):
+        have = _backend_capabilities(address)
+        return None if have is None else (address.split(":", 1)[0], have)
+    return None
