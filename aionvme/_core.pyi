@@ -88,6 +88,12 @@ class CoreQpair:
     bad_completions: list[Completion]
     is_admin: bool
     poll_ns: int
+    strict: bool
+    queued: int
+    completions: int
+    unwaited: Any
+    on_unwaited: Callable[[], Any] | None
+    def note_unwaited(self, cpl: Completion) -> None: ...
     def __init__(self, device: Device, qid: int, depth: int, dstrd: int = 0) -> None: ...
     def set_dbbuf(self, dbs: Buffer | None, eis: Buffer | None) -> None: ...
     sq_iova: int

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from aionvme import _core, checks, verify
 from aionvme.exceptions import InterfaceError
+from aionvme.qpair import waitdone
 from aionvme.settings import SETTINGS
 
 
@@ -159,10 +160,12 @@ class AdminCommands:
             await self.fw_download(buf, off, len(piece))
         return await self.fw_commit(slot, action)
 
-    async def waitdone(self, expected: int = 1) -> list[Any]:
-        """Wait for the ``expected`` oldest outstanding admin commands (seed compatibility)."""
-        pending = [f for f in self._aq.pending() if f is not self._aer_fut][:expected]
-        return list(await asyncio.gather(*pending))
+    async def waitdone(self, expected: int = 1, timeout: float | None = None) -> list[Any]:
+        """Seed compatibility: wait until ``expected`` admin commands completed that
+        nobody awaited, Asynchronous Event Requests included, and return their
+        completions; ``CommandTimeout`` (a ``TimeoutError``) when they do not
+        within ``timeout`` (see ``aionvme.qpair.waitdone``)."""
+        return await waitdone(self._aq, expected, timeout)
 
     # -- asynchronous events (5.2) ----------------------------------------------
     def register_aer_cb(self, func: Callable[[int, int], Any] | None) -> None:
@@ -179,6 +182,7 @@ class AdminCommands:
             return
         cpl = fut.result()
         self.aer_completions.append(cpl)
+        self._aq.note_unwaited(cpl)  # the seed's waitdone() counts AER completions
         if self._aer_cb is not None:
             self._aer_cb(cpl.cdw0, cpl.raw_status)
         if cpl.ok and not self._closed:

@@ -19,6 +19,10 @@ CC_IOSQES_IOCQES = (6 << 16) | (4 << 20)  # 64-byte SQEs, 16-byte CQEs
 CSTS_RDY, CSTS_CFS = 1, 2
 OACS_DBBUF = 1 << 8  # Identify Controller OACS bit 8: Doorbell Buffer Config
 LPA_EFFECTS = 1 << 1  # Identify Controller LPA bit 1: Commands Supported and Effects log
+# Asynchronous Event Configuration: SMART / Health critical warnings bits 4:0 (spare, temperature,
+# reliability, read only, volatile memory backup); notices as OAES bits 8 and 9 offer them.
+AEC_CRITICAL_WARNINGS = 0x1F
+OAES_NS_ATTRIBUTE, OAES_FW_ACTIVATION = 1 << 8, 1 << 9
 
 
 class Bringup(AdminCommands):
@@ -35,6 +39,8 @@ class Bringup(AdminCommands):
     _dbbuf: tuple[Any, Any] | None
     _want_dbbuf: bool
     _want_aer: bool
+    _aec: int | None
+    aec: int
     cap: int
     dstrd: int
     vectors: int
@@ -90,8 +96,22 @@ class Bringup(AdminCommands):
         self.max_io_queues = min(cpl.cdw0 & 0xFFFF, cpl.cdw0 >> 16) + 1 if cpl.ok else 1
         for qp in list(self._io_qpairs.values()):
             await qp._recreate()
+        await self._configure_events()
         if self._want_aer:
             self._send_aer()
+
+    async def _configure_events(self) -> None:
+        """Asynchronous Event Configuration (feature 0Bh): critical warnings and the
+        notices OAES (Identify Controller bytes 95:92) offers, unless ``aec`` says."""
+        aec = self._aec
+        if aec is None:
+            oaes = int.from_bytes(self._id_ctrl[92:96], "little")
+            aec = AEC_CRITICAL_WARNINGS | (oaes & (OAES_NS_ATTRIBUTE | OAES_FW_ACTIVATION))
+        if aec:
+            cpl = await self.setfeatures(0x0B, aec, check=False)
+            self.aec = aec if cpl.ok else 0
+        else:
+            self.aec = 0
 
     async def _doorbell_buffers(self) -> None:
         """Doorbell Buffer Config (5.8) when OACS bit 8 offers it: I/O queue doorbells

@@ -13,6 +13,7 @@ import weakref
 from typing import Any, Callable
 
 from aionvme import capabilities as caps
+from aionvme import checks
 from aionvme.cmdlog import Cmdlog, entries
 from aionvme.exceptions import DeviceError, InterfaceError
 from aionvme.pcie import Pcie
@@ -40,7 +41,13 @@ class Controller(Resets):
     """
 
     def __init__(self, addr: str | bytes = "sim", *, admin_depth: int = 64,
-                 aer: bool = True, dbbuf: bool = True, arbitration: str = "rr") -> None:
+                 aer: bool = True, dbbuf: bool = True, arbitration: str = "rr",
+                 aec: int | None = None) -> None:
+        """``aec``: the Asynchronous Event Configuration (feature 0Bh) set at
+        initialisation; by default every SMART / Health critical warning (bits
+        4:0) and the notices Identify Controller OAES offers (bit 8 namespace
+        attribute, bit 9 firmware activation), as SPDK and so pynvme do; 0 leaves
+        events off, None is the default."""
         if not 2 <= admin_depth <= 4096:
             raise InterfaceError(f"admin_depth {admin_depth} is outside 2..4096")
         self.addr = addr.decode() if isinstance(addr, bytes) else addr
@@ -50,6 +57,10 @@ class Controller(Resets):
         if arbitration not in ARBITRATION:
             raise InterfaceError(f"arbitration {arbitration!r} is not one of {sorted(ARBITRATION)}")
         self._ams = ARBITRATION[arbitration]
+        if aec is not None:
+            checks.integer("aec", aec, 0, 0xFFFFFFFF)
+        self._aec = aec
+        self.aec = 0  # what initialisation set (Asynchronous Event Configuration)
         self._dbbuf: tuple[Any, Any] | None = None
         self._transport: Transport | None = None  # set while open
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -20,6 +20,22 @@ if TYPE_CHECKING:
 IO_FLAG_FUA = 1 << 14  # cdw12 bit 30 (3.2.6 Read, 3.2.8 Write)
 
 
+def io_flags_of(value: Any) -> int:
+    """``io_flags`` as bits 31:16 of cdw12.  The seed documents them as 16 bits
+    (FUA ``1 << 14``, Limited Retry ``1 << 15``); scripts written for pynvme also
+    pass SPDK's values at their cdw12 positions (FUA ``1 << 30``, Limited Retry
+    ``1 << 31``).  A value up to 0xffff is the 16-bit form; a larger one whose
+    low 16 bits are 0 is the cdw12 form; anything else is refused."""
+    if type(value) is int and 0 <= value <= 0xFFFF:
+        return value
+    checks.integer("io_flags", value, 0, 0xFFFFFFFF)
+    if value & 0xFFFF:
+        raise InterfaceError(
+            f"io_flags {value:#x} is neither cdw12 bits 31:16 as 16 bits (0..0xffff) nor "
+            f"at their cdw12 positions (bits 31:16 set, 15:0 clear)")
+    return value >> 16
+
+
 class Namespace:
     """A namespace of a controller (seed: ``Namespace``).  Prefer the ``nvme0n1`` fixture.
 
@@ -128,7 +144,7 @@ class Namespace:
         check_qpair(qpair)
         checks.buffer("buf", buf)
         self._check_range(lba, lba_count)
-        checks.integer("io_flags", io_flags, 0, 0xFFFF)
+        io_flags = io_flags_of(io_flags)
         xfer = lba_count * self.lba_size if buf is not None else 0
         return qpair._core.submit(
             opcode, self.nsid, buf, xfer, lba & 0xFFFFFFFF, lba >> 32,
@@ -140,7 +156,7 @@ class Namespace:
              sgl: bool = False) -> "asyncio.Future[Any]":
         """Read (NVM 3.2.6) ``lba_count`` LBAs from ``lba`` into ``buf``."""
         if SETTINGS.fua_read:
-            io_flags |= IO_FLAG_FUA
+            io_flags = io_flags_of(io_flags) | IO_FLAG_FUA
         post = self._verify_hook(READ, buf, lba, lba_count)
         return self._io(qpair, READ, lba, lba_count, io_flags, buf, cb, check, timeout, sgl, post)
 
@@ -149,7 +165,7 @@ class Namespace:
               sgl: bool = False) -> "asyncio.Future[Any]":
         """Write (NVM 3.2.8) ``lba_count`` LBAs at ``lba`` from ``buf``."""
         if SETTINGS.fua_write:
-            io_flags |= IO_FLAG_FUA
+            io_flags = io_flags_of(io_flags) | IO_FLAG_FUA
         post = self._verify_hook(WRITE, buf, lba, lba_count)
         return self._io(qpair, WRITE, lba, lba_count, io_flags, buf, cb, check, timeout, sgl, post)
 
@@ -203,12 +219,13 @@ class Namespace:
                                   timeout=SETTINGS.timeout if timeout is None else timeout,
                                   post=post)
 
-    def send_cmd(self, opcode: int, qpair: "Qpair", buf: Any = None, nsid: int = 1,
+    def send_cmd(self, opcode: int, qpair: "Qpair", buf: Any = None, nsid: int = 0,
                  cdw10: int = 0, cdw11: int = 0, cdw12: int = 0, cdw13: int = 0,
                  cdw14: int = 0, cdw15: int = 0, cb: Callable | None = None, *,
                  check: bool = True, timeout: float | None = None, sgl: bool = False,
                  prp1: int | None = None, prp2: int | None = None) -> "asyncio.Future[Any]":
-        """Any I/O command, valid or not, on ``qpair``."""
+        """Any I/O command, valid or not, on ``qpair``.  ``nsid`` is the seed's
+        default, 0, whatever the namespace: pass ``nsid=ns.nsid`` for this one."""
         check_qpair(qpair)
         checks.integer("opcode", opcode, 0, 0xFF)
         checks.dwords(nsid=nsid, cdw10=cdw10, cdw11=cdw11, cdw12=cdw12, cdw13=cdw13, cdw14=cdw14,

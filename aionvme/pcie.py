@@ -18,7 +18,8 @@ class Pcie:
     """Configuration space access (seed: ``Pcie``). Prefer the ``pcie`` fixture.
 
     Example:
-        >>> pcie[0:2]           # vendor ID bytes
+        >>> pcie[0:2]           # vendor ID bytes, a list as in pynvme
+        >>> pcie.register(0x09, 3)   # class code: up to 8 bytes
         >>> pcie.register(0x0, 2)
         >>> await pcie.reset()  # function level reset; the controller comes back
     """
@@ -36,24 +37,32 @@ class Pcie:
         return t
 
     def register(self, offset: int, byte_count: int = 4) -> int:
-        """The value of ``byte_count`` (1, 2 or 4) bytes at ``offset``."""
-        if byte_count not in (1, 2, 4):
-            raise InterfaceError(f"byte_count {byte_count} must be 1, 2 or 4")
-        if not 0 <= offset <= 4096 - byte_count:
-            raise InterfaceError(f"offset {offset:#x} is outside config space (0..0xfff)")
-        return self._fn.cfg_read(offset, byte_count)
+        """The value of ``byte_count`` (1 to 8) bytes at ``offset``, little endian
+        (seed: pynvme reads up to 8 bytes, so ``register(0x09, 3)`` is the class
+        code).  An aligned 1, 2 or 4 byte register is read in one access, anything
+        else byte by byte."""
+        if type(byte_count) is not int or not 1 <= byte_count <= 8:
+            raise InterfaceError(f"byte_count {byte_count!r} is outside 1..8")
+        if type(offset) is not int or not 0 <= offset <= 4096 - byte_count:
+            raise InterfaceError(f"offset {offset!r} is outside config space (0..{4096 - byte_count:#x} "
+                                 f"for {byte_count} bytes)")
+        fn = self._fn
+        if byte_count in (1, 2, 4) and offset % byte_count == 0:
+            return int(fn.cfg_read(offset, byte_count))
+        return int.from_bytes(bytes(fn.cfg_read(offset + i, 1) for i in range(byte_count)), "little")
 
     def write(self, offset: int, byte_count: int, value: int) -> None:
+        """Write ``byte_count`` (1, 2 or 4) bytes at ``offset``."""
         if byte_count not in (1, 2, 4):
             raise InterfaceError(f"byte_count {byte_count} must be 1, 2 or 4")
         if not 0 <= offset <= 4096 - byte_count:
             raise InterfaceError(f"offset {offset:#x} is outside config space (0..0xfff)")
         self._fn.cfg_write(offset, byte_count, value)
 
-    def __getitem__(self, index: int | slice) -> int | bytes:
+    def __getitem__(self, index: int | slice) -> Any:
+        """One byte, or a list of bytes for a slice (``pcie[0x09:0x0c]``), as pynvme."""
         if isinstance(index, slice):
-            start, stop, step = index.indices(4096)
-            return bytes(self.register(i, 1) for i in range(start, stop, step))
+            return [self.register(i, 1) for i in range(4096)[index]]
         return self.register(index, 1)
 
     def __setitem__(self, index: int, value: int) -> None:

@@ -49,7 +49,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="event loop to run the tests on (default: asyncio)")
 
 
+# What an aionvme suite needs from pytest-asyncio, unless the project says otherwise:
+# async tests collected as such, and tests on the session's loop, where the
+# session-scoped fixtures (nvme0, ...) made their queues.
+ASYNCIO_DEFAULTS = {"asyncio_default_fixture_loop_scope": "session",
+                    "asyncio_default_test_loop_scope": "session"}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # Before pytest-asyncio reads them: a user who installed aionvme and writes
+    # `async def test_x(nvme0)` in a folder of their own needs no configuration;
+    # a project that sets any of these (file or -o) keeps its own.
+    ini = config.inicfg
+    if config.getoption("asyncio_mode", None) is None and "asyncio_mode" not in ini:
+        config.option.asyncio_mode = "auto"
+    for name, value in ASYNCIO_DEFAULTS.items():
+        if name not in ini:
+            ini[name] = value
     config.addinivalue_line(
         "markers", "sim_only(why): the test needs the simulator (fault injection, its "
         "settings or values); skipped on other devices")

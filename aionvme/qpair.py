@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from aionvme import capabilities as caps
 from aionvme.cmdlog import Cmdlog, entries
-from aionvme.exceptions import InterfaceError, QueueDeletedError
+from aionvme.exceptions import (CommandError, CommandTimeout, InterfaceError, NoFreeQueueError, QueueDeletedError,
+                                qpair_creation_error)
 from aionvme.settings import SETTINGS
 
 if TYPE_CHECKING:
@@ -21,15 +23,19 @@ class Qpair:
         >>> await q.delete()                        # or: async with aionvme.Qpair(...) as q
     """
 
-    __slots__ = ("nvme", "depth", "prio", "qid", "vector", "ien", "reap", "_core", "_created")
+    __slots__ = ("nvme", "depth", "prio", "qid", "vector", "ien", "reap", "_core", "_created",
+                 "_irq_mark")
 
     def __init__(self, nvme: "Controller", depth: int = 64, prio: int = 0, *,
                  ien: bool = True, vector: int | None = None, reap: bool = True,
-                 poll_us: float | None = None) -> None:
+                 poll_us: float | None = None, strict: bool = False) -> None:
         """``reap=False``: another process reaps the CQ (an ioworker), so no
         poller of this process may take its CQEs.  ``poll_us``: how long the
         only command of an idle queue is polled for before waiting for the
-        interrupt (default ``aionvme.config().poll_us``; 0: interrupts only)."""
+        interrupt (default ``aionvme.config().poll_us``; 0: interrupts only).
+        More commands than the queue holds (``depth - 1``) wait in a software
+        queue, in order, and are submitted as slots free (their timeouts and
+        cmdlog entries start then); ``strict=True`` raises QueueFullError instead."""
         if nvme._transport is None:
             raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
         mqes = (nvme.cap & 0xFFFF) + 1
@@ -39,7 +45,7 @@ class Qpair:
             raise InterfaceError(f"prio {prio} is outside 0..3 (QPRIO)")
         qid = next((q for q in range(1, nvme.max_io_queues + 1) if q not in nvme._io_qpairs), None)
         if qid is None:
-            raise InterfaceError(f"all {nvme.max_io_queues} I/O queues the controller allocated are in use")
+            raise NoFreeQueueError(f"all {nvme.max_io_queues} I/O queues the controller allocated are in use")
         nvec = nvme.vectors
         if vector is None:
             vector = qid % nvec if nvec > 1 else 0
@@ -53,6 +59,8 @@ class Qpair:
         self.ien = ien
         self.reap = reap
         self._core = nvme._transport.io_queue(qid, depth, nvme.dstrd)
+        self._core.strict = strict
+        self._irq_mark = 0
         if poll_us is not None and not 0 <= poll_us <= 1000:
             raise InterfaceError(f"poll_us {poll_us} is outside 0..1000")
         if reap:
@@ -74,6 +82,10 @@ class Qpair:
             return self
         try:
             await self._create_on_device()
+        except CommandError as e:
+            self.nvme._io_qpairs.pop(self.qid, None)
+            self._core.close()
+            raise qpair_creation_error(e, f"creating I/O queue pair {self.qid}") from e
         except BaseException:
             self.nvme._io_qpairs.pop(self.qid, None)
             self._core.close()
@@ -128,9 +140,38 @@ class Qpair:
         """The last ``count`` commands of this queue (all kept when 0) with completions."""
         return entries(self.qid, self._core.cmdlog(count))
 
-    async def waitdone(self, expected: int = 1) -> list[Any]:
-        """Wait for the ``expected`` oldest outstanding commands (seed compatibility)."""
-        return list(await asyncio.gather(*self._core.pending()[:expected]))
+    async def waitdone(self, expected: int = 1, timeout: float | None = None) -> list[Any]:
+        """Seed compatibility: wait until ``expected`` commands of this queue completed
+        that nobody awaited, and return their completions (see ``waitdone``)."""
+        return await waitdone(self._core, expected, timeout)
+
+    # -- interrupts a test can check (pynvme 1.0's Qpair) ---------------------------
+    def _msix(self) -> Any:
+        t = self.nvme._live_transport()
+        caps.require(t.capabilities, caps.MSIX, t.backend_name, "MSI-X of a queue")
+        if not self.ien:
+            raise InterfaceError(f"queue {self.qid} was created with interrupts disabled (ien=False)")
+        return t
+
+    def msix_clear(self) -> None:
+        """Forget that the queue's vector fired: ``msix_isset()`` is False until it fires again."""
+        self._irq_mark = self._msix().irq_count(self.vector)
+
+    def msix_isset(self) -> bool:
+        """Whether the queue's MSI-X vector fired since ``msix_clear()``."""
+        return bool(self._msix().irq_count(self.vector) > self._irq_mark)
+
+    def msix_mask(self) -> None:
+        """Mask the queue's vector (MSI-X table Vector Control): a completion then
+        sets its Pending Bit instead of firing, and fires at ``msix_unmask()``."""
+        self._msix().msix_mask(self.vector, True)
+
+    def msix_unmask(self) -> None:
+        self._msix().msix_mask(self.vector, False)
+
+    def msix_pending(self) -> bool:
+        """The Pending Bit of the queue's vector in the MSI-X PBA."""
+        return bool(self._msix().msix_pending(self.vector))
 
     @property
     def outstanding(self) -> int:
@@ -145,3 +186,34 @@ def check_qpair(value: Any) -> Qpair:
     if type(value) is not Qpair and not isinstance(value, Qpair):
         raise InterfaceError(f"qpair must be a Qpair, not {type(value).__name__}")
     return value
+
+
+async def waitdone(core: Any, expected: int, timeout: float | None) -> list[Any]:
+    """The seed's ``waitdone(expected)``: commands complete in the background here,
+    so it counts the completions nobody awaited (a command sent without ``await``,
+    and on the admin queue every Asynchronous Event Request), oldest first, since
+    the last ``waitdone`` took them; it waits, yielding to the event loop, until
+    ``expected`` are there, and raises ``CommandTimeout`` (a ``TimeoutError``) when
+    they are not within ``timeout`` seconds (default: ``config(timeout=...)``)."""
+    if isinstance(expected, bool) or not isinstance(expected, int) or not 1 <= expected <= 65536:
+        raise InterfaceError(f"expected {expected!r} is outside 1..65536")
+    limit = SETTINGS.timeout if timeout is None else timeout
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0)  # always yield: completions and callbacks due now run first
+    if len(core.unwaited) < expected:
+        ready = loop.create_future()
+
+        def check() -> None:
+            if len(core.unwaited) >= expected and not ready.done():
+                ready.set_result(None)
+
+        core.on_unwaited = check
+        try:
+            await asyncio.wait_for(ready, limit)
+        except asyncio.TimeoutError:
+            raise CommandTimeout(
+                f"waitdone: {len(core.unwaited)} of {expected} commands completed on queue "
+                f"{core.qid} within {limit:g} s") from None
+        finally:
+            core.on_unwaited = None
+    return [core.unwaited.popleft() for _ in range(expected)]

@@ -35,12 +35,12 @@ async def test_callback_is_called(nvme0n1, qpair, buf):
 
 async def test_invalid_opcode_raises_with_seed_text(nvme0n1, qpair):
     with pytest.raises(aionvme.CommandError, match="00/01") as e:
-        await nvme0n1.send_cmd(0xFF, qpair)
+        await nvme0n1.send_cmd(0xFF, qpair, nsid=1)
     assert e.value.sct == 0 and e.value.sc == 1 and e.value.dnr == 1
 
 
 async def test_check_false_returns_the_completion(nvme0n1, qpair):
-    cpl = await nvme0n1.send_cmd(0xFF, qpair, check=False)
+    cpl = await nvme0n1.send_cmd(0xFF, qpair, nsid=1, check=False)
     assert (cpl.sct, cpl.sc) == (0, 1) and not cpl.ok
 
 
@@ -56,7 +56,7 @@ async def test_each_status_has_its_own_error_class(nvme0n1, qpair, buf):
     with pytest.raises(status.LBAOutOfRange, match="00/80"):
         await nvme0n1.read(qpair, buf, nvme0n1.nsze)
     with pytest.raises(status.InvalidCommandOpcode):
-        await nvme0n1.send_cmd(0xFF, qpair)
+        await nvme0n1.send_cmd(0xFF, qpair, nsid=1)
     assert issubclass(status.UnrecoveredReadError, aionvme.CommandError)
     assert (status.UnrecoveredReadError.SCT, status.UnrecoveredReadError.SC) == (2, 0x81)
 
@@ -100,3 +100,55 @@ async def test_downfw_from_a_file(nvme0, tmp_path):
         empty = tmp_path / "empty.bin"
         empty.write_bytes(b"")
         await nvme0.downfw(str(empty))
+
+
+async def test_send_cmd_defaults_to_nsid_0_as_the_seed(nvme0n1, qpair, buf):
+    """Namespace.send_cmd's nsid is the seed's 0, not the namespace's: a Read
+    without an NSID is refused (NVM Command Set 3.2.6 needs a valid namespace)."""
+    from aionvme.exceptions import status
+    with pytest.raises(status.InvalidNamespaceOrFormat):
+        await nvme0n1.send_cmd(0x02, qpair, buf, cdw12=0)
+    cpl = await nvme0n1.send_cmd(0x02, qpair, buf, nsid=nvme0n1.nsid, cdw12=0)
+    assert cpl.ok
+
+
+@pytest.mark.parametrize("flags, fua", [(1 << 14, 1), (1 << 30, 1), (0, 0), (1 << 15, 0)])
+async def test_io_flags_in_both_forms(nvme0n1, qpair, buf, flags, fua):
+    """16-bit io_flags (the seed's) and SPDK's cdw12 positions land in cdw12 31:16."""
+    await nvme0n1.write(qpair, buf, 0, 1, io_flags=flags)
+    sqe = qpair.cmdlog(1)[-1]
+    assert (sqe.cdw(12) >> 30) & 1 == fua
+    assert sqe.cdw(12) >> 16 == (flags >> 16 if flags > 0xFFFF else flags)
+
+
+async def test_io_flags_mixing_both_forms_is_refused(nvme0n1, qpair, buf):
+    with pytest.raises(aionvme.InterfaceError, match="io_flags 0x40004000"):
+        nvme0n1.write(qpair, buf, 0, 1, io_flags=(1 << 30) | (1 << 14))
+
+
+async def test_asynchronous_events_are_enabled_at_initialisation(nvme0):
+    """Every critical warning (and the notices OAES offers) is enabled, as SPDK does."""
+    cpl = await nvme0.getfeatures(0x0B)
+    oaes = nvme0.id_data(95, 92)
+    assert cpl.cdw0 == nvme0.aec == 0x1F | (oaes & 0x300)
+
+
+@pytest.mark.sim_only("the simulator's temperature knob")
+async def test_seed_style_waitdone_loop_takes_an_aer():
+    """pynvme's `while not done: nvme0.waitdone()` loop: waitdone yields, and the
+    AER's completion counts, so the loop ends when the event arrives."""
+    async with aionvme.Controller("sim") as c:
+        done = []
+        c.register_aer_cb(lambda cdw0, status: done.append(cdw0))
+        await c.setfeatures(0x04, 273 + 60)         # over-temperature threshold
+        c.sim.temperature(273 + 70)
+        rounds = 0
+        while not done:
+            await c.waitdone()
+            rounds += 1
+        assert rounds == 1 and done[0] & 7 == 1     # one SMART / Health event
+        with pytest.raises(TimeoutError, match="0 of 1 commands completed"):
+            await c.waitdone(timeout=0.2)           # nothing else completes
+        c.getfeatures(0x07)                          # sent, not awaited
+        (cpl,) = await c.waitdone()
+        assert cpl.ok and cpl.cdw0 & 0xFFFF

@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_info_on_the_simulator():
     out = subprocess.run([sys.executable, "-m", "aionvme.cli", "info", "sim"],
@@ -55,3 +57,20 @@ def test_perf_io_size_range_and_pattern(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "aionvme.cli", "perf", "sim", "--pattern", "xyz"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "pattern 'xyz'" in bad.stderr
+
+
+def test_perf_plot_curves_are_per_interval():
+    """The IOPS curve divides a last partial second by its length (no drop to 0 at
+    the end); the latency curve is each interval's own p99, not the run's so far."""
+    from types import SimpleNamespace
+
+    from aionvme.perf import iops_curve
+    from aionvme.workers.stats import _hist_delta, _percentile
+    r = SimpleNamespace(io_per_second=[1000, 1000, 300], mseconds=2300)
+    ts, iops = iops_curve([r])
+    assert iops == [1000, 1000, pytest.approx(1000)] and ts[:2] == [1.0, 2.0]
+    before = {10: 1000, 500: 100}                   # a slow first interval
+    now = {10: 2000, 500: 100}                      # then only fast commands
+    assert _percentile(sorted(now.items()), 99) == 500          # the run so far
+    assert _percentile(_hist_delta(now, before), 99) == 10      # this interval alone
+    assert _percentile(_hist_delta({10: 5, 900: 10}, {10: 5}), 99) == 900

@@ -127,12 +127,12 @@ async def test_aer_limit_exceeded(pciaddr):
 
 @pytest.mark.sim_only("the simulator's temperature knob")
 async def test_aer_on_temperature_threshold():
-    async with aionvme.Controller("sim") as c:
+    async with aionvme.Controller("sim", aec=0) as c:
         seen = []
         c.register_aer_cb(lambda cdw0, st: seen.append((cdw0, st >> 1)))
         await c.setfeatures(0x04, 273 + 60)      # over-temperature threshold 60 C
         c.sim.temperature(273 + 70)
-        # AEC is 0: the warning is set, but no event is sent (5.27.1.18)
+        # AEC is 0 (aec=0): the warning is set, but no event is sent (5.27.1.18)
         smart = aionvme.Buffer(512)
         await c.getlogpage(0x02, smart, 512, rae=True)
         assert smart[0] & 0x2

@@ -163,7 +163,7 @@ async def test_inactive_namespace(nvme0n1, qpair, buf):
 
 @pytest.mark.parametrize("opcode", [0x03, 0x06, 0x0D, 0x7F, 0x80, 0xFF])
 async def test_unsupported_io_opcode(nvme0n1, qpair, opcode):
-    cpl = await nvme0n1.send_cmd(opcode, qpair, check=False)
+    cpl = await nvme0n1.send_cmd(opcode, qpair, nsid=1, check=False)
     assert (cpl.sct, cpl.sc, cpl.dnr) == (0, 0x01, 1)
 
 

@@ -188,3 +188,16 @@ async def test_pcie_reset_api_recovers_queues(pciaddr):
             await c.pcie.reset()
             assert c[CSTS] & 1
             assert (await ns.read(q, aionvme.Buffer(512), 0)).ok
+
+
+async def test_register_reads_up_to_8_bytes_and_slices_are_lists(pcie):
+    """pynvme's Pcie.register takes any size up to 8 bytes; a slice is a list of bytes."""
+    assert pcie.register(0x09, 3) == 0x010802                   # class code: NVMe (PCI 7.5.1.1.6)
+    assert pcie.register(0x00, 8) == pcie.register(0, 4) | (pcie.register(4, 4) << 32)
+    assert pcie[0x09:0x0c] == [0x02, 0x08, 0x01]
+    assert pcie.register(0x01, 2) == pcie[1] | (pcie[2] << 8)   # unaligned: byte by byte
+    for bad in (0, 9):
+        with pytest.raises(aionvme.InterfaceError, match="byte_count"):
+            pcie.register(0, bad)
+    with pytest.raises(aionvme.InterfaceError, match="outside config space"):
+        pcie.register(0xFFC, 8)

@@ -1,5 +1,7 @@
 """Bad arguments raise typed errors that name the argument and its limit, and
 a transfer never lets the device write outside the test's Buffer."""
+import asyncio
+
 import pytest
 
 import aionvme
@@ -44,14 +46,47 @@ async def test_buffer_in_flight_cannot_be_freed(nvme0, nvme0n1, qpair):
     b.free()
 
 
-async def test_queue_full(nvme0, nvme0n1):
-    async with aionvme.Qpair(nvme0, 4) as q:
+async def test_queue_full_in_strict_mode(nvme0, nvme0n1):
+    async with aionvme.Qpair(nvme0, 4, strict=True) as q:
         with nvme0.sim.delay(delay_ms=30, qid=q.qid, count=-1):
             futs = [nvme0n1.read(q, aionvme.Buffer(512), i) for i in range(3)]
             with pytest.raises(QueueFullError, match="3 commands outstanding"):
                 nvme0n1.read(q, aionvme.Buffer(512), 3)
             for f in futs:
                 await f
+
+
+async def test_more_commands_than_the_queue_holds_wait_their_turn(nvme0, nvme0n1):
+    """64 writes gathered on a 64-entry queue (63 slots): the 64th waits in the
+    software queue and is submitted, in order, when a slot frees."""
+    async with aionvme.Qpair(nvme0, 64) as q:
+        bufs = [aionvme.Buffer(512) for _ in range(70)]
+        for i, b in enumerate(bufs):
+            b[0:8] = i.to_bytes(8, "little")
+        with nvme0.sim.delay(delay_ms=20, qid=q.qid, count=-1):
+            futs = [nvme0n1.write(q, b, 100 + i) for i, b in enumerate(bufs)]
+            assert q.outstanding == 63 and q._core.queued == 7
+            cpls = await asyncio.gather(*futs)
+        assert all(c.ok for c in cpls) and q._core.queued == 0
+        log = q.cmdlog(70)
+        lbas = [e.cdw(10) for e in log if e.opcode == 0x01]
+        assert lbas[-70:] == [100 + i for i in range(70)]      # submitted in order
+        back = aionvme.Buffer(512)
+        await nvme0n1.read(q, back, 169)
+        assert back[0:8] == (69).to_bytes(8, "little")
+
+
+async def test_waiting_commands_fail_with_the_queue(nvme0, nvme0n1):
+    q = await aionvme.Qpair(nvme0, 2)
+    with nvme0.sim.drop(qid=q.qid, count=-1):
+        first = nvme0n1.read(q, aionvme.Buffer(512), 0, timeout=30)
+        waiting = nvme0n1.read(q, aionvme.Buffer(512), 1)
+        assert q._core.queued == 1
+        await q.delete()
+    with pytest.raises(aionvme.exceptions.QueueDeletedError):
+        await waiting
+    with pytest.raises(aionvme.exceptions.QueueDeletedError):
+        await first
 
 
 async def test_device_writes_stay_inside_the_buffer(nvme0, nvme0n1, qpair):
@@ -102,3 +137,21 @@ async def test_wrong_types_and_ranges_name_the_argument(nvme0, nvme0n1, qpair, b
     with pytest.raises(aionvme.InterfaceError, match=name):
         call(nvme0n1, qpair, buf, nvme0)
     assert (await nvme0n1.read(qpair, buf, 0)).ok
+
+
+async def test_seed_exception_names():
+    """Scripts written for pynvme catch NvmeEnumerateError and QpairCreationError."""
+    from aionvme.exceptions import NvmeEnumerateError
+    with pytest.raises(NvmeEnumerateError, match="names no backend"):
+        await aionvme.Controller("nosuch:device")
+
+
+@pytest.mark.sim_only("fault injection")
+async def test_a_refused_queue_creation_is_a_qpair_creation_error(nvme0):
+    from aionvme.exceptions import QpairCreationError, status
+    with nvme0.sim.inject_status(opcode=0x05, qid=0, sct=1, sc=0x02):   # Invalid Queue Size
+        with pytest.raises(status.InvalidQueueSize) as e:
+            await aionvme.Qpair(nvme0, 16)
+    assert isinstance(e.value, QpairCreationError) and e.value.sc == 0x02
+    async with aionvme.Qpair(nvme0, 16) as q:            # the qid was given back
+        assert q.qid >= 1

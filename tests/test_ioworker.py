@@ -257,3 +257,27 @@ async def test_worker_cmdlog_shows_the_failing_command(nvme0, nvme0n1):
     assert failed[0].opcode == 0x02 and failed[0].cid == w.result.first_error["completion"].cid
     assert "UNRECOVERED READ ERROR (02/81)" in str(failed[0])
     assert all(e.submit_ns <= e.complete_ns for e in log if e.completed)
+
+
+async def test_one_io_per_second_entry_per_second_of_the_run(nvme0n1):
+    """time=2: exactly 2 entries, the commands drained after the limit counted in
+    the last; nothing lost, and pynvme's consistency figure comes with it."""
+    per_second: list[int] = []
+    w = nvme0n1.ioworker(io_size=8, qdepth=16, time=2, output_io_per_second=per_second)
+    r = await w
+    assert len(per_second) == 2 and per_second == r.io_per_second
+    assert sum(per_second) == r.io_count
+    assert r.iops_consistency == w.iops_consistency() == r.consistency(99.9)
+    assert 0 < r.iops_consistency <= 2.0
+    slow = min(per_second) / (sum(per_second) / 2)
+    assert w.iops_consistency(99) == pytest.approx(slow)
+
+
+async def test_result_is_also_a_dict(nvme0n1):
+    """pynvme 1.x scripts subscript the result: r["io_count_read"] as r.io_count_read."""
+    r = await nvme0n1.ioworker(io_size=8, io_count=100)
+    assert r["io_count_read"] == r.io_count_read == 100
+    assert "mseconds" in r and "nosuch" not in r and r.get("nosuch", 7) == 7
+    assert dict(r.items())["io_count"] == 100 and "iops_consistency" in r.keys()
+    with pytest.raises(KeyError):
+        r["nosuch"]

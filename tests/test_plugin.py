@@ -90,3 +90,41 @@ def test_needs_marker_refuses_an_unknown_capability(pytester: pytest.Pytester) -
     result = pytester.runpytest_subprocess("-q")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*names no capability*teleport*"])
+
+
+def test_async_tests_run_with_no_configuration_of_the_user(pytester: pytest.Pytester) -> None:
+    """The README's first example in a folder of the user's own, no pytest
+    configuration at all (pytester runs outside this repository)."""
+    pytester.makepyfile(test_mine="""
+        async def test_outside(nvme0, nvme0n1, qpair, buf):
+            assert nvme0[0x1c] & 1
+            await nvme0n1.write(qpair, buf, 0, 8)
+            assert (await nvme0n1.read(qpair, buf, 0, 8)).ok
+
+        async def test_second(nvme0):
+            assert nvme0[0x1c] & 1
+    """)
+    assert not (pytester.path / "pyproject.toml").exists()
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_project_keeps_its_own_asyncio_mode(pytester: pytest.Pytester) -> None:
+    """A project that chose strict mode keeps it: an unmarked coroutine is not run."""
+    pytester.makeini("""
+        [pytest]
+        asyncio_mode = strict
+    """)
+    pytester.makepyfile(test_strict="""
+        import pytest
+
+        async def test_unmarked():
+            pass
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_marked(nvme0):
+            assert nvme0[0x1c] & 1
+    """)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed") == 1 and "test_unmarked" in result.stdout.str()

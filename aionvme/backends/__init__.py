@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from aionvme.exceptions import InterfaceError
+from aionvme.exceptions import NvmeEnumerateError
 
 
 class Backend(Protocol):
@@ -65,5 +65,5 @@ def open_backend(address: str) -> Backend:
     if address == "qemu" or address.startswith("qemu:"):
         from aionvme.backends.qemu import QemuConfig, QemuProcess
         return QemuProcess(QemuConfig.from_address(address))
-    raise InterfaceError(
+    raise NvmeEnumerateError(
         f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu' or 'qemu:OPTS'")

@@ -18,7 +18,10 @@ from aionvme.exceptions._base import (
     IOWorkerStopped,
     IOWorkerTimeout,
     IOWorkerVerifyError,
+    NoFreeQueueError,
+    NvmeEnumerateError,
     NvmeError,
+    QpairCreationError,
     QueueDeletedError,
     QueueFullError,
     VerifyError,
@@ -28,9 +31,9 @@ from aionvme.spec.names import command_name, status_name
 __all__ = (
     "BufferFreedError", "CapabilityError", "CommandError", "CommandTimeout", "ControllerFatal",
     "ControllerNotReady", "DeviceError", "InterfaceError", "InternalError", "IOWorkerCommandError", "IOWorkerDied",
-    "IOWorkerError", "IOWorkerStopped", "IOWorkerTimeout", "IOWorkerVerifyError", "NvmeError",
-    "QueueDeletedError", "QueueFullError", "VerifyError", "command_error",
-    "describe_completion", "command_name",
+    "IOWorkerError", "IOWorkerStopped", "IOWorkerTimeout", "IOWorkerVerifyError", "NoFreeQueueError",
+    "NvmeEnumerateError", "NvmeError", "QpairCreationError", "QueueDeletedError", "QueueFullError",
+    "VerifyError", "command_error", "describe_completion", "command_name",
 )
 
 
@@ -49,3 +52,17 @@ def command_error(cpl, opcode: int, admin: bool) -> CommandError:
            f"{status_name(cpl.sct, cpl.sc)} sqid:{cpl.sqid} cid:{cpl.cid} cdw0:{cpl.cdw0:#x} "
            f"dnr:{cpl.dnr} m:{cpl.more}")
     return error_class(cpl.sct, cpl.sc)(msg, cpl, opcode)
+
+
+_QPAIR_ERRORS: dict[type, type] = {}
+
+
+def qpair_creation_error(error: CommandError, what: str) -> CommandError:
+    """``error`` (a refused Create I/O CQ/SQ) as an error that is both its status
+    class and ``QpairCreationError``."""
+    cls = type(error)
+    both = _QPAIR_ERRORS.get(cls)
+    if both is None:
+        both = type(cls.__name__, (cls, QpairCreationError), {"__module__": cls.__module__})
+        _QPAIR_ERRORS[cls] = both
+    return both(f"{what}: {error}", error.completion, error.opcode)

@@ -23,6 +23,20 @@ class CapabilityError(InterfaceError):
         self.capability = capability
 
 
+class NvmeEnumerateError(InterfaceError):
+    """The address names no device (seed: ``NvmeEnumerateError``)."""
+
+
+class QpairCreationError(NvmeError):
+    """An I/O queue pair could not be created (seed: ``QpairCreationError``).  When
+    the controller refused it, the error is also the ``CommandError`` subclass of
+    the status (e.g. ``InvalidQueueSize``), with its completion."""
+
+
+class NoFreeQueueError(InterfaceError, QpairCreationError):
+    """Every I/O queue the controller allocated (Number of Queues) is in use."""
+
+
 class BufferFreedError(InterfaceError):
     """A Buffer was used after ``free()``."""
 

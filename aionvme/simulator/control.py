@@ -1,7 +1,7 @@
 """The simulator's control plane: requests a test sends to make the device
 misbehave on purpose, or to look inside it.  Each request is a JSON object
 with an ``op``; the reply is a JSON object.  The host-side API is
-``aionvme.simulator.faults.SimControl`` (``nvme0.sim``)."""
+``aionvme.backends.sim.SimControl`` (``nvme0.sim``)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aionvme.backends import capabilities_of as _backend_capabilities
 from aionvme.backends import is_pcie_address, open_backend
-from aionvme.exceptions import InterfaceError
+from aionvme.exceptions import InterfaceError, NvmeEnumerateError
 from aionvme.transport.base import Transport
 
 
@@ -18,7 +18,7 @@ def open_transport(address: str | bytes) -> Transport:
     if is_pcie_address(address):
         from aionvme.transport.pcie import PcieTransport
         return PcieTransport(open_backend(address))
-    raise InterfaceError(
+    raise NvmeEnumerateError(
         f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu' or 'qemu:OPTS'")
 
 

@@ -5,6 +5,7 @@ MSI-X vector on the event loop.  Below it a device backend (``sim``,
 through the native ``struct anv_dev_ops``."""
 from __future__ import annotations
 
+import select
 from typing import Any
 
 from aionvme import _core
@@ -72,6 +73,25 @@ class PcieTransport:
         if value & 0x7:
             raise InterfaceError(f"the MSI-X table is in BAR{value & 7}; aionvme maps BAR0 only")
         return value & ~0x7
+
+    def msix_pending(self, vector: int) -> bool:
+        """The vector's Pending Bit in the MSI-X PBA (PBA Offset/BIR, PCI 3.0 6.8.2.5)."""
+        msix = self.cap_offset(CAP_MSIX)
+        if msix is None:
+            raise InterfaceError("the function has no MSI-X capability")
+        pba = self.cfg_read(msix + 8, 4)
+        if pba & 0x7:
+            raise InterfaceError(f"the MSI-X PBA is in BAR{pba & 7}; aionvme maps BAR0 only")
+        qword = self.reg_read((pba & ~0x7) + 8 * (vector // 64), 8)
+        return bool((qword >> (vector % 64)) & 1)
+
+    def irq_count(self, vector: int) -> int:
+        """How often ``vector`` fired: the poller's wakeups, plus one when its
+        eventfd is readable now (fired, not yet taken by the loop)."""
+        poller = self._pollers.get(vector)
+        count = poller.wakeups if poller is not None else 0
+        ready, _, _ = select.select([self.device.irq_fd(vector)], [], [], 0)
+        return int(count) + (1 if ready else 0)
 
     def msix_mask(self, vector: int, masked: bool) -> None:
         """Set or clear the Vector Control mask bit of MSI-X table entry ``vector``."""

@@ -230,6 +230,12 @@ class IOWorker:
             except ProcessLookupError:
                 pass
 
+    def iops_consistency(self, slowest_percentage: float = 99.9) -> float:
+        """pynvme's ``w.iops_consistency(pct)`` of the ended run (see IOWorkerResult)."""
+        if self.result is None:
+            raise InterfaceError("the ioworker has not ended: await it first")
+        return self.result.consistency(slowest_percentage)
+
     async def wait(self) -> IOWorkerResult:
         """Wait for the end; raise what stopped the worker, if anything did.
 
@@ -274,7 +280,8 @@ class IOWorker:
             self.ns.nvme._ioworkers.discard(self)
         stats = self._stats
         done = stats is not None and stats.done
-        res = result(stats, self.args.percentiles) if stats is not None and stats.started else None
+        res = (result(stats, self.args.percentiles, self.args.time)
+               if stats is not None and stats.started else None)
         self.result = res
         if res is not None:
             res.stopped_by = self._stopped_by

@@ -5,10 +5,13 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.object cimport PyObject
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 import time as _time
+from collections import deque as _deque
 
 # Hybrid polling: give up after this many spins in a row found nothing, for this many submits.
 DEF POLL_MISSES = 4
 DEF POLL_BACKOFF = 256
+# Completions nobody awaited, kept for the seed's waitdone(): at most this many.
+DEF UNWAITED_KEPT = 65536
 
 
 cdef inline uint64_t _mono_ns() noexcept nogil:
@@ -111,6 +114,11 @@ cdef class CoreQpair:
     cdef int _poll_misses
     cdef int _poll_skip
     cdef bint _poll_due
+    cdef object _backlog
+    cdef public bint strict
+    cdef public object unwaited
+    cdef public object on_unwaited
+    cdef readonly unsigned long long completions
 
     def __cinit__(self, Device device, int qid, int depth, int dstrd=0):
         if not 2 <= depth <= 65536:
@@ -136,6 +144,11 @@ cdef class CoreQpair:
         self._poll_misses = 0
         self._poll_skip = 0
         self._poll_due = False
+        self._backlog = _deque()
+        self.strict = False
+        self.unwaited = _deque(maxlen=UNWAITED_KEPT)
+        self.on_unwaited = None
+        self.completions = 0
         self._live = True
 
     def __dealloc__(self):
@@ -179,17 +192,18 @@ cdef class CoreQpair:
                unsigned int cdw2=0, unsigned int cdw3=0, int flags=0, bint sgl=False,
                object cb=None, bint check=True, double timeout=5.0, object post=None,
                Py_ssize_t buf_offset=0, object prp1=None, object prp2=None):
-        """Build an SQE, put it on the SQ, ring the doorbell; return a future."""
-        cdef anv_sqe sqe
-        cdef int cid
-        cdef uint64_t p1 = 0, p2 = 0, iova
-        cdef object fut
+        """Build an SQE, put it on the SQ, ring the doorbell; return a future.
+
+        With every CID outstanding (depth - 1 commands) the command waits in a
+        software queue, in order, and is submitted as a slot frees (as SPDK
+        does); its cmdlog entry and its timeout start at the real submission.
+        ``strict``: raise QueueFullError instead."""
         if not self._live:
             raise _exc.QueueDeletedError(f"queue {self.qid} was deleted")
         if not 0 <= opcode <= 0xff:
             raise _exc.InterfaceError(f"opcode {opcode:#x} is outside 0..0xff")
         if buf is not None:
-            iova = buf.c_iova()
+            buf.c_iova()  # a freed buffer raises here
             if xfer_len < 0:
                 xfer_len = buf.size - buf_offset
             if buf_offset < 0 or buf_offset + xfer_len > buf.size:
@@ -198,6 +212,39 @@ cdef class CoreQpair:
                     + (f" at offset {buf_offset}" if buf_offset else ""))
         elif xfer_len > 0 and prp1 is None:
             raise _exc.InterfaceError(f"the command transfers {xfer_len} bytes: buf is required")
+        if self._backlog or anv_qpair_outstanding(&self.qp) >= self.depth - 1:
+            if self.strict:
+                raise _exc.QueueFullError(
+                    f"queue {self.qid} has {self.depth - 1} commands outstanding, the most its "
+                    f"depth {self.depth} allows")
+            fut = self.loop.create_future()
+            if buf is not None:
+                buf._inflight += 1  # it is the command's from now on
+            self._backlog.append((fut, opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13,
+                                  cdw14, cdw15, cdw2, cdw3, flags, sgl, cb, check, timeout,
+                                  post, buf_offset, prp1, prp2))
+            return fut
+        fut = self.loop.create_future()
+        self._issue(fut, opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13, cdw14, cdw15,
+                    cdw2, cdw3, flags, sgl, cb, check, timeout, post, buf_offset, prp1, prp2)
+        return fut
+
+    @property
+    def queued(self):
+        """Commands waiting in the software queue for a free slot."""
+        return len(self._backlog)
+
+    cdef _issue(self, object fut, int opcode, unsigned int nsid, Buffer buf, Py_ssize_t xfer_len,
+                unsigned int cdw10, unsigned int cdw11, unsigned int cdw12, unsigned int cdw13,
+                unsigned int cdw14, unsigned int cdw15, unsigned int cdw2, unsigned int cdw3,
+                int flags, bint sgl, object cb, bint check, double timeout, object post,
+                Py_ssize_t buf_offset, object prp1, object prp2):
+        """Submit a checked command now; a slot is known to be free."""
+        cdef anv_sqe sqe
+        cdef int cid
+        cdef uint64_t p1 = 0, p2 = 0, iova = 0
+        if buf is not None:
+            iova = buf.c_iova()
         cid = anv_qpair_cid_alloc(&self.qp)
         if cid < 0:
             raise _exc.QueueFullError(
@@ -234,7 +281,6 @@ cdef class CoreQpair:
             sqe.prp1 = prp1
         if prp2 is not None:
             sqe.prp2 = prp2
-        fut = self.loop.create_future()
         self._futs[cid] = fut
         self._cbs[cid] = cb
         self._post[cid] = post
@@ -252,7 +298,34 @@ cdef class CoreQpair:
             # After the callbacks already due (other tasks submitting theirs).
             self._poll_due = True
             self.loop.call_soon(self._hybrid_poll)
-        return fut
+
+    cdef void _drain_backlog(self):
+        """Submit waiting commands while slots are free (after completions)."""
+        cdef Buffer b
+        while self._backlog and self._live and anv_qpair_outstanding(&self.qp) < self.depth - 1:
+            item = self._backlog.popleft()
+            fut = item[0]
+            b = item[3]
+            if b is not None:
+                b._inflight -= 1  # _issue counts it again while the device has it
+            if fut.done():
+                continue  # cancelled while it waited: never submitted
+            try:
+                self._issue(fut, item[1], item[2], b, item[4], item[5], item[6], item[7],
+                            item[8], item[9], item[10], item[11], item[12], item[13], item[14],
+                            item[15], item[16], item[17], item[18], item[19], item[20], item[21])
+            except BaseException as e:
+                fut.set_exception(e)
+
+    cdef void _fail_backlog(self, object exc_factory):
+        cdef Buffer b
+        while self._backlog:
+            item = self._backlog.popleft()
+            b = item[3]
+            if b is not None:
+                b._inflight -= 1
+            if not item[0].done():
+                item[0].set_exception(exc_factory(-1))
 
     def _hybrid_poll(self):
         """Commands went to an idle queue: look for a CQE for up to poll_ns before
@@ -303,6 +376,8 @@ cdef class CoreQpair:
             total += n
             if n < 64:
                 break
+        if total and self._backlog:
+            self._drain_backlog()
         return total
 
     cdef void _dispatch(self, anv_cqe *e):
@@ -313,6 +388,7 @@ cdef class CoreQpair:
             # A CQE for no outstanding command: the device misbehaved.
             self.bad_completions.append(cpl)
             return
+        self.completions += 1
         cb = self._cbs[cid]
         post = self._post[cid]
         check = self._check[cid]
@@ -331,12 +407,21 @@ cdef class CoreQpair:
                     exc = e3
         if fut.done():
             return  # cancelled, or timed out earlier: the slot is free now
+        if not fut._callbacks:
+            # Nobody awaits it (a seed-style script): the seed's waitdone() collects it.
+            self.note_unwaited(cpl)
         if exc is not None:
             fut.set_exception(exc)
         elif check and cpl.raw_status >> 1:
             fut.set_exception(_exc.command_error(cpl, self.opcode_of(cid), self.is_admin))
         else:
             fut.set_result(cpl)
+
+    def note_unwaited(self, Completion cpl):
+        """A completion for ``waitdone()`` (one nobody awaited, or an AER)."""
+        self.unwaited.append(cpl)
+        if self.on_unwaited is not None:
+            self.on_unwaited()
 
     def opcode_of(self, int cid):
         cdef uint64_t seq = self.qp.cid_seq[cid]
@@ -359,8 +444,10 @@ cdef class CoreQpair:
         return n
 
     def fail_all(self, exc_factory):
-        """The queue is gone on the device: fail and free every outstanding command."""
+        """The queue is gone on the device: fail and free every outstanding command,
+        and those waiting for a slot."""
         cdef int cid
+        self._fail_backlog(exc_factory)
         for cid in range(self.depth):
             if self._futs[cid] is not None:
                 fut = self._release(cid)
@@ -384,14 +471,15 @@ cdef class CoreQpair:
             anv_qpair_reset_rings(&self.qp)
 
     def pending(self):
-        """The futures of outstanding commands, oldest first."""
+        """The futures of outstanding commands, oldest first, then those waiting
+        for a slot."""
         cdef int cid
         items = []
         for cid in range(self.depth):
             if self._futs[cid] is not None:
                 items.append((self.qp.cid_seq[cid], self._futs[cid]))
         items.sort(key=lambda t: t[0])
-        return [f for _, f in items]
+        return [f for _, f in items] + [item[0] for item in self._backlog]
 
     def close(self):
         """Forget the queue (after it was deleted on the device)."""
