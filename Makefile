@@ -7,6 +7,8 @@
 #   make compile   build the native core and install aionvme in place (pip install -e .)
 #   make debug     the same with AIONVME_DEBUG=1 (-O0, the invariant checks of debug.h)
 #   make test-debug  the suite on a debug build, then the normal build back (CI runs it)
+#   make test-wheel  the package as a user has it: a wheel in a new venv, examples/test_demo.py
+#                  run from a folder outside the repository (make test runs it)
 #   make bench     benchmarks/bench_qd.py and bench_qemu.py, JSON into bench-results/
 #   make docs      the documentation site into site/ (mkdocs build --strict)
 #   make lint      ruff check
@@ -32,8 +34,8 @@ BUILD_DEPS = "setuptools>=65" wheel "Cython==3.3.1" "pytest>=7" "pytest-asyncio>
 TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13" "ruff>=0.4" "matplotlib>=3.5" "mypy>=1.8"
 CHECKED = aionvme tests benchmarks examples
 
-.PHONY: all build-tools deps compile debug test-debug test-deps system-deps test test-fast demo bench docs \
-	lint clean
+.PHONY: all build-tools deps compile debug test-debug test-deps system-deps test test-fast test-wheel \
+	demo bench docs lint clean
 
 all: compile
 
@@ -90,7 +92,21 @@ test: test-deps
 	    $(PYTHON) -m pytest --pciaddr qemu -q $(PYTEST_ARGS) $(CONFORMANCE) || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
 	else echo "SKIPPED the qemu pass: $$why"; fi; \
 	$(PYTHON) -m pytest --loop uvloop -q $(PYTEST_ARGS) tests/test_api.py || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
+	$(MAKE) --no-print-directory test-wheel || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
 	exit $$rc
+
+# The installed package, not this checkout: build a wheel, install it in a new venv
+# (its dependencies from PyPI), and run the demo suite from an empty folder outside
+# the repository with no pytest configuration of its own.
+WHEEL_DIR = build/wheel
+test-wheel: deps
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	$(PIP) wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR)/dist .
+	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/python -m pip install -q $(WHEEL_DIR)/dist/aionvme-*.whl
+	@d=$$(mktemp -d /tmp/aionvme-user-XXXXXX) && cp examples/test_demo.py $$d/ && \
+	cd $$d && $(CURDIR)/$(WHEEL_DIR)/venv/bin/python -m pytest -q -p no:cacheprovider test_demo.py; \
+	rc=$$?; rm -rf $$d; exit $$rc
 
 test-fast:
 	$(PYTHON) -m pytest -x -q $(PYTEST_ARGS) tests

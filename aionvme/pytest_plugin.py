@@ -56,12 +56,38 @@ ASYNCIO_DEFAULTS = {"asyncio_default_fixture_loop_scope": "session",
                     "asyncio_default_test_loop_scope": "session"}
 
 
+def _ini_values(config: pytest.Config) -> Any:
+    """The configuration-file values of this run, as a mutable mapping (``-o``
+    overrides included).  pytest has no public setter for another plugin's ini
+    default: ``Config.inicfg`` is that mapping up to pytest 9 (deprecated there,
+    so its warning is silenced here); pytest 10 keeps only the private one."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ini = getattr(config, "inicfg", None)
+    if ini is None:  # pragma: no cover - pytest >= 10
+        from _pytest.config.findpaths import ConfigValue
+
+        raw = config._inicfg  # type: ignore[attr-defined]
+
+        class _Proxy:
+            def __contains__(self, key: object) -> bool:
+                return key in raw
+
+            def __setitem__(self, key: str, value: Any) -> None:
+                raw[key] = ConfigValue(value, origin="override", mode="toml")
+
+        return _Proxy()
+    return ini
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # Before pytest-asyncio reads them: a user who installed aionvme and writes
     # `async def test_x(nvme0)` in a folder of their own needs no configuration;
     # a project that sets any of these (file or -o) keeps its own.
-    ini = config.inicfg
+    ini = _ini_values(config)
     if config.getoption("asyncio_mode", None) is None and "asyncio_mode" not in ini:
         config.option.asyncio_mode = "auto"
     for name, value in ASYNCIO_DEFAULTS.items():
