@@ -38,18 +38,25 @@ static inline int copy(struct sim_ctrl *c, uint64_t iova, uint8_t *buf, uint64_t
 	return 0;
 }
 
+/*
+ * 4.1.1 (PRP Entry and List): PRP1 may start mid-page (dword aligned); PRP2 is
+ * either the second data page (page aligned) or a PRP List pointer (qword
+ * aligned, may start mid-page).  Every entry in a list, and the pointer to the
+ * next list page in the last entry of a page, has offset 0h: a non-zero one is
+ * PRP Offset Invalid.  Because a chained list page is page aligned, each hop
+ * yields 511 data entries before it may chain again, so the walk ends; the
+ * count of list pages is bounded as well (data pages + 1), against any
+ * mistake here turning a hostile list into a loop of the device's only thread.
+ */
 static int dma_prp(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, uint64_t len,
 		   int to_host, uint16_t *status)
 {
 	uint64_t prp1 = sqe->prp1, prp2 = sqe->prp2;
 	uint64_t first = PAGE - (prp1 & (PAGE - 1));
-	uint64_t done;
+	uint64_t done, entry_addr, lists = 1, max_lists;
 
-	/* 4.1.1: PRP1's offset must be dword aligned. */
-	if (prp1 & 3u) {
-		*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_INVALID_PRP_OFFSET);
-		return -1;
-	}
+	if (prp1 & 3u)
+		goto bad_offset;
 	if (first > len)
 		first = len;
 	if (copy(c, prp1, buf, first, to_host) < 0)
@@ -59,56 +66,62 @@ static int dma_prp(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, 
 		return 0;
 	if (len - done <= PAGE) {
 		/* PRP2 is the second data page. */
-		if (prp2 & (PAGE - 1)) {
-			*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_INVALID_PRP_OFFSET);
-			return -1;
-		}
+		if (prp2 & (PAGE - 1))
+			goto bad_offset;
 		if (copy(c, prp2, buf + done, len - done, to_host) < 0)
 			goto xfer_error;
 		return 0;
 	}
-	/* PRP2 points to a PRP list; qword aligned, may start mid-page. */
-	if (prp2 & 7u) {
-		*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_INVALID_PRP_OFFSET);
-		return -1;
-	}
-	{
-		uint64_t entry_addr = prp2;
+	if (prp2 & 7u)
+		goto bad_offset;
+	max_lists = (len - done + PAGE - 1) / PAGE + 1;
+	entry_addr = prp2;
+	while (done < len) {
+		const uint64_t *entry = (const uint64_t *)host(c, entry_addr, 8);
+		uint64_t chunk = len - done < PAGE ? len - done : PAGE;
+		uint64_t page;
 
-		while (done < len) {
-			uint64_t *entry = (uint64_t *)host(c, entry_addr, 8);
-			uint64_t chunk = len - done < PAGE ? len - done : PAGE;
-			uint64_t page;
-
-			if (!entry)
+		if (!entry)
+			goto xfer_error;
+		page = *entry;
+		if (page & (PAGE - 1))
+			goto bad_offset;
+		/* The last entry of a list page chains to the next list page. */
+		if (((entry_addr + 8) & (PAGE - 1)) == 0 && len - done > PAGE) {
+			if (++lists > max_lists)
 				goto xfer_error;
-			page = *entry;
-			/* The last entry of a list page chains to the next list page. */
-			if (((entry_addr + 8) & (PAGE - 1)) == 0 && len - done > PAGE) {
-				if (page & 7u) {
-					*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_INVALID_PRP_OFFSET);
-					return -1;
-				}
-				entry_addr = page;
-				continue;
-			}
-			if (page & (PAGE - 1)) {
-				*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_INVALID_PRP_OFFSET);
-				return -1;
-			}
-			if (copy(c, page, buf + done, chunk, to_host) < 0)
-				goto xfer_error;
-			done += chunk;
-			entry_addr += 8;
+			entry_addr = page;
+			continue;
 		}
+		if (copy(c, page, buf + done, chunk, to_host) < 0)
+			goto xfer_error;
+		done += chunk;
+		entry_addr += 8;
 	}
 	return 0;
 
+bad_offset:
+	*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_INVALID_PRP_OFFSET);
+	return -1;
 xfer_error:
 	*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_DATA_XFER_ERROR);
 	return -1;
 }
 
+/*
+ * 4.1.2 (Scatter Gather List), statuses of its SGL validation error
+ * conditions: a Segment or Last Segment descriptor other than the last of a
+ * segment is Invalid Number of SGL Descriptors; one inside a last segment, a
+ * segment length that is 0h or not a multiple of 16, or a segment address
+ * that is not qword aligned is Invalid SGL Segment Descriptor; a reserved or
+ * unsupported type or sub type (sub type 1h, offsets, is reserved on PCIe;
+ * keyed and transport data blocks are fabrics only) is SGL Descriptor Type
+ * Invalid; an SGL shorter than the transfer, or an Address + Length past
+ * 2^64, is Data SGL Length Invalid.  A Bit Bucket in a source (host to
+ * controller) buffer is treated as a Length of 0h.  The walk reads at most
+ * SGL_MAX_DESCRIPTORS descriptors: a list that chains back to itself is too
+ * long for the device (Invalid Number of SGL Descriptors), never a loop.
+ */
 static int dma_sgl(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, uint64_t len,
 		   int to_host, uint16_t *status)
 {
@@ -123,7 +136,7 @@ static int dma_sgl(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, 
 		uint8_t type = d.type >> 4, subtype = d.type & 0xf;
 
 		if (!budget--)
-			goto bad_segment;
+			goto bad_count;
 		switch (type) {
 		case ANV_SGL_TYPE_DATA_BLOCK:
 		case ANV_SGL_TYPE_BIT_BUCKET: {
@@ -131,8 +144,10 @@ static int dma_sgl(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, 
 
 			if (subtype != 0)
 				goto bad_type;
+			if (type == ANV_SGL_TYPE_DATA_BLOCK && d.len && d.addr > UINT64_MAX - (d.len - 1u))
+				goto bad_length;
 			if (type == ANV_SGL_TYPE_BIT_BUCKET && !to_host)
-				goto bad_type; /* 4.1.2.1: bit buckets only for reads */
+				n = 0;
 			if (n > len - done)
 				n = len - done;
 			if (type == ANV_SGL_TYPE_DATA_BLOCK && n && copy(c, d.addr, buf + done, n, to_host) < 0) {
@@ -146,8 +161,10 @@ static int dma_sgl(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, 
 		case ANV_SGL_TYPE_LAST_SEGMENT:
 			if (subtype != 0)
 				goto bad_type;
-			if (last || (d.len % 16u) || !d.len)
+			if (last || (d.len % 16u) || !d.len || (d.addr & 7u))
 				goto bad_segment;
+			if (d.addr > UINT64_MAX - (d.len - 1u))
+				goto bad_length;
 			seg = (const struct anv_sgl_desc *)host(c, d.addr, d.len);
 			if (!seg) {
 				*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_DATA_XFER_ERROR);
@@ -165,19 +182,22 @@ static int dma_sgl(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, 
 		if (!seg || idx == nseg)
 			break;
 		memcpy(&d, &seg[idx++], sizeof(d));
-		/* 4.1.2: only the last descriptor of a segment may be a segment. */
+		/* Only the last descriptor of a segment may be a segment descriptor. */
 		if (idx < nseg && ((d.type >> 4) == ANV_SGL_TYPE_SEGMENT ||
 				   (d.type >> 4) == ANV_SGL_TYPE_LAST_SEGMENT))
-			goto bad_segment;
+			goto bad_count;
 	}
+bad_length:
 	*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_SGL_INVALID_DATA_LEN);
 	return -1;
-
 bad_type:
 	*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_SGL_INVALID_TYPE);
 	return -1;
 bad_segment:
 	*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_SGL_INVALID_SEGMENT);
+	return -1;
+bad_count:
+	*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_SGL_INVALID_COUNT);
 	return -1;
 }
 
@@ -193,7 +213,7 @@ int sim_dma(struct sim_ctrl *c, const struct anv_sqe *sqe, uint8_t *buf, uint64_
 		return dma_prp(c, sqe, buf, len, to_host, status);
 	if (psdt == 1 && c->sgl_supported)
 		return dma_sgl(c, sqe, buf, len, to_host, status);
-	/* 4.2: PSDT 10b needs metadata SGLs, 11b is reserved. */
+	/* 4.1 (Command Dword 0, PSDT): 10b needs metadata SGLs, 11b is reserved. */
 	*status = ANV_STATUS(ANV_SCT_GENERIC, ANV_SC_INVALID_FIELD);
 	return -1;
 }
