@@ -74,6 +74,8 @@ class SimProcess:
     def death(self) -> str | None:
         if self.proc.poll() is not None:
             return f"the sim device process exited with code {self.proc.returncode}"
+        if self.device.lost:
+            return f"the sim device process (pid {self.proc.pid}) stopped answering its requests"
         return None
 
     def power_off(self) -> None:

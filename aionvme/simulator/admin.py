@@ -51,7 +51,7 @@ class Admin:
 
     def process(self) -> int:
         n = 0
-        while self.dev.can_run():
+        while self.dev.can_run() and not self.core.hung:
             raw = self.core.admin_fetch()
             if raw is None:
                 break
@@ -66,6 +66,9 @@ class Admin:
         if f >= 0:
             action, status, delay_us = self.core.fault_action(f)
             if action == ACTIONS["drop"]:  # never completes
+                return
+            if action == ACTIONS["hang"]:  # nothing is served until a reset
+                self.core.hung = True
                 return
             if action == ACTIONS["status"]:
                 self.complete(cmd, status, 0)
@@ -99,11 +102,20 @@ class Admin:
             self.dev.state.log_error(0, cmd.cid, status, cmd.nsid)
         self.core.post(0, cmd.cid, status, cdw0, True)
 
+    def over_mdts(self, length: int) -> bool:
+        """A transfer longer than MDTS (Identify Controller byte 77) is Invalid
+        Field in Command, for Admin commands as for I/O commands."""
+        return bool(self.core.mdts_bytes) and length > self.core.mdts_bytes
+
     def to_host(self, cmd: Cmd, data: bytes) -> tuple[int, int]:
+        if self.over_mdts(len(data)):
+            return err(S.INVALID_FIELD)
         status = self.core.dma_to_host(cmd.raw, data)
         return (status, 0) if status else OK
 
     def from_host(self, cmd: Cmd, length: int) -> tuple[int, bytes]:
+        if self.over_mdts(length):
+            return err(S.INVALID_FIELD)[0], b""
         return self.core.dma_from_host(cmd.raw, length)
 
     def doorbell_written(self, off: int, value: int) -> None:
@@ -363,7 +375,13 @@ class Admin:
             return err(S.INVALID_LOG_PAGE)
         if offset & 3 or offset > len(page):
             return err(S.INVALID_FIELD)
-        data = page[offset:offset + 4 * numd].ljust(4 * numd, b"\0")
+        if self.over_mdts(4 * numd):
+            return err(S.INVALID_FIELD)
+        # NUMD past the end of the log: "undefined results for dwords beyond the end
+        # of the log page".  Zeroes, but never more than MDTS (or, with no MDTS,
+        # the log's own size in whole pages) is built and transferred.
+        limit = self.core.mdts_bytes or -(-len(page) // 4096) * 4096
+        data = page[offset:offset + 4 * numd].ljust(min(4 * numd, limit), b"\0")
         result = self.to_host(cmd, data)
         if result == OK:
             self.log_page_read(lid, rae)

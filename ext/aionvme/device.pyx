@@ -87,6 +87,11 @@ cdef class Device:
     def nvec(self):
         return self.dev.nvec
 
+    @property
+    def lost(self):
+        """The simulator stopped answering a request (the socket was closed then)."""
+        return bool(self._open and anv_sim_lost(&self.dev))
+
     def irq_fd(self, int vector):
         """The eventfd that becomes readable when MSI-X ``vector`` fires."""
         self._live()

@@ -94,6 +94,7 @@ cdef extern from "aionvme/dev.h" nogil:
     int anv_proxy_open_doorbells(anv_dev *dev, int page_fd, int efd)
     int anv_sim_open_doorbells(anv_dev *dev, int bar_fd, int db_fd)
     int anv_sim_doorbell_fds(anv_dev *dev, int *bar_fd, int *db_fd)
+    int anv_sim_lost(anv_dev *dev)
     enum:
         ANV_SIM_OP_CONTROL
 

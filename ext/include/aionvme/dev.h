@@ -107,6 +107,15 @@ int anv_sim_call(struct anv_dev *dev, uint32_t op, uint32_t off, uint32_t len,
 		 void *rbuf, uint32_t rcap, uint32_t *rlen);
 
 /**
+ * anv_sim_lost() - whether @dev's request stream to the device process broke
+ *
+ * After a request timed out, or its reply was cut short, the socket is
+ * closed (a late reply must not answer a later request): the device is dead
+ * to this host.  Return: 1 when so, 0 otherwise (also for other backends).
+ */
+int anv_sim_lost(struct anv_dev *dev);
+
+/**
  * anv_qemu_open() - drive QEMU's NVMe controller over a qtest socket
  * @sock: connected qtest socket (ownership taken)
  * @devfn: PCI device/function of the controller on bus 0 (device << 3 | fn)

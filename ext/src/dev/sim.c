@@ -15,17 +15,22 @@
 
 #include "aionvme/dev.h"
 
-/* A request that takes longer than this means the device process hangs. */
+/*
+ * A request that takes longer than this means the device process hangs
+ * (AIONVME_SIM_REPLY_TIMEOUT_MS overrides it, e.g. for a test of that).
+ */
 #define SIM_REPLY_TIMEOUT_MS 20000
 
 struct sim_priv {
 	int sock;
 	int bar_fd;
 	int db_fd;
+	int reply_timeout_ms;
+	int lost;     /* the request stream broke: no request goes out again */
 	uint8_t *bar;
 };
 
-static int xfer_all(int fd, void *buf, size_t len, int sending)
+static int xfer_all(int fd, void *buf, size_t len, int sending, int timeout_ms)
 {
 	uint8_t *p = buf;
 
@@ -34,7 +39,7 @@ static int xfer_all(int fd, void *buf, size_t len, int sending)
 
 		if (!sending) {
 			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			int r = poll(&pfd, 1, SIM_REPLY_TIMEOUT_MS);
+			int r = poll(&pfd, 1, timeout_ms);
 
 			if (r == 0) {
 				errno = ETIMEDOUT;
@@ -65,6 +70,8 @@ static int xfer_all(int fd, void *buf, size_t len, int sending)
 	return 0;
 }
 
+static const struct anv_dev_ops sim_ops;
+
 int anv_sim_call(struct anv_dev *dev, uint32_t op, uint32_t off, uint32_t len,
 		 uint64_t val, const void *payload, uint32_t plen, uint64_t *rval,
 		 void *rbuf, uint32_t rcap, uint32_t *rlen)
@@ -78,22 +85,22 @@ int anv_sim_call(struct anv_dev *dev, uint32_t op, uint32_t off, uint32_t len,
 		errno = EIO;
 		return -1;
 	}
-	if (xfer_all(s->sock, &req, sizeof(req), 1) < 0)
-		return -1;
-	if (plen && xfer_all(s->sock, (void *)payload, plen, 1) < 0)
-		return -1;
-	if (xfer_all(s->sock, &rep, sizeof(rep), 0) < 0)
-		return -1;
+	if (xfer_all(s->sock, &req, sizeof(req), 1, s->reply_timeout_ms) < 0)
+		goto lost;
+	if (plen && xfer_all(s->sock, (void *)payload, plen, 1, s->reply_timeout_ms) < 0)
+		goto lost;
+	if (xfer_all(s->sock, &rep, sizeof(rep), 0, s->reply_timeout_ms) < 0)
+		goto lost;
 	keep = rep.plen < rcap ? rep.plen : rcap;
-	if (keep && xfer_all(s->sock, rbuf, keep, 0) < 0)
-		return -1;
+	if (keep && xfer_all(s->sock, rbuf, keep, 0, s->reply_timeout_ms) < 0)
+		goto lost;
 	/* Drain what does not fit so the stream stays framed. */
 	for (uint32_t left = rep.plen - keep; left;) {
 		uint8_t sink[256];
 		uint32_t n = left < sizeof(sink) ? left : (uint32_t)sizeof(sink);
 
-		if (xfer_all(s->sock, sink, n, 0) < 0)
-			return -1;
+		if (xfer_all(s->sock, sink, n, 0, s->reply_timeout_ms) < 0)
+			goto lost;
 		left -= n;
 	}
 	if (rlen)
@@ -105,6 +112,30 @@ int anv_sim_call(struct anv_dev *dev, uint32_t op, uint32_t off, uint32_t len,
 		return -1;
 	}
 	return 0;
+
+lost:
+	/*
+	 * Part of a request or reply is missing (a timeout, or the process went
+	 * away): a late reply would be taken as the answer to the next request.
+	 * The device is dead to this host; every later request fails with EIO.
+	 */
+	{
+		int err = errno;
+
+		shutdown(s->sock, SHUT_RDWR);
+		close(s->sock);
+		s->sock = -1;
+		s->lost = 1;
+		errno = err;
+	}
+	return -1;
+}
+
+int anv_sim_lost(struct anv_dev *dev)
+{
+	struct sim_priv *s = dev->priv;
+
+	return dev->ops == &sim_ops && s && s->lost;
 }
 
 static int sim_cfg_read(struct anv_dev *dev, uint32_t off, uint32_t len, uint64_t *val)
@@ -192,6 +223,14 @@ static struct sim_priv *sim_priv_new(int sock, int bar_fd, int db_fd)
 	s->sock = sock;
 	s->bar_fd = bar_fd;
 	s->db_fd = db_fd;
+	s->reply_timeout_ms = SIM_REPLY_TIMEOUT_MS;
+	{
+		const char *env = getenv("AIONVME_SIM_REPLY_TIMEOUT_MS");
+		long ms = env ? strtol(env, NULL, 10) : 0;
+
+		if (ms > 0 && ms <= 3600000)
+			s->reply_timeout_ms = (int)ms;
+	}
 	return s;
 }
 
