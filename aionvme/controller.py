@@ -21,6 +21,7 @@ from aionvme.resets import Resets
 from aionvme.settings import SETTINGS
 from aionvme.spec.fields import field
 from aionvme.spec.names import command_name
+from aionvme.stall import StallWatch
 from aionvme.transport import Transport, open_transport
 from aionvme.workers.registry import WorkerSet
 
@@ -75,6 +76,7 @@ class Controller(Resets):
         self.aer_completions: list[Any] = []
         self._aer_fut: Any = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._stall = StallWatch(self)
         self._closed = False
         self.pcie = Pcie(self)
         self.cap = 0
@@ -151,6 +153,8 @@ class Controller(Resets):
             self._aq.expire(now)
         for qp in self._io_qpairs.values():
             qp._core.expire(now)
+        if death is None and not self._closed:
+            self._stall.check(now)
         if not self._closed and self._loop is not None:
             self._watchdog = self._loop.call_later(WATCHDOG_PERIOD, self._watch)
 

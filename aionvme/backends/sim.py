@@ -198,6 +198,14 @@ class SimControl:
         return Fault(self, self._call("fault", action="bad_cid", count=count,
                                       **self._match(opcode, qid, nsid, lba, lba_count))["slot"])
 
+    def hang(self, *, opcode: int | None = None, qid: int | None = None, nsid: int = 0,
+             lba: int | None = None, lba_count: int = 1, count: int = 1) -> Fault:
+        """A matching command hangs the controller's firmware: it never completes,
+        and no queue is served any more while the registers still answer, until
+        a Controller Level Reset (``await nvme0.reset()``) or a power cycle."""
+        return Fault(self, self._call("fault", action="hang", count=count,
+                                      **self._match(opcode, qid, nsid, lba, lba_count))["slot"])
+
     def clear(self) -> None:
         """Disarm every fault rule."""
         self._call("fault_clear")

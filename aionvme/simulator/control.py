@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aionvme.simulator.device import SimDevice
 
-ACTIONS = {"status": 1, "drop": 2, "delay": 3, "duplicate": 4, "bad_cid": 5}
+ACTIONS = {"status": 1, "drop": 2, "delay": 3, "duplicate": 4, "bad_cid": 5, "hang": 6}
 
 
 class Control:

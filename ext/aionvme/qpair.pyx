@@ -106,6 +106,7 @@ cdef class CoreQpair:
     cdef list _bufs
     cdef list _post
     cdef double *_deadline
+    cdef double *_submitted
     cdef uint8_t *_check
     cdef bint _live
     cdef public list bad_completions
@@ -119,6 +120,10 @@ cdef class CoreQpair:
     cdef public object unwaited
     cdef public object on_unwaited
     cdef readonly unsigned long long completions
+    cdef readonly uint64_t reaped        # CQEs taken, matched or not: the device's progress
+    cdef readonly double reaped_at       # when the last of them was taken (monotonic, 0: never)
+    cdef readonly double expired_since   # the oldest submit time expire() last failed (0: none)
+    cdef public object stuck             # why the device is stuck: submit() refuses (None: not)
 
     def __cinit__(self, Device device, int qid, int depth, int dstrd=0):
         if not 2 <= depth <= 65536:
@@ -127,8 +132,9 @@ cdef class CoreQpair:
         if anv_qpair_init(&self.qp, &device.dev, &arena().a, <uint16_t>qid, depth, dstrd) < 0:
             raise convert_errno(f"allocating queue pair {qid} of depth {depth}")
         self._deadline = <double *>calloc(depth, sizeof(double))
+        self._submitted = <double *>calloc(depth, sizeof(double))
         self._check = <uint8_t *>calloc(depth, 1)
-        if self._deadline == NULL or self._check == NULL:
+        if self._deadline == NULL or self._submitted == NULL or self._check == NULL:
             anv_qpair_fini(&self.qp)
             raise MemoryError()
         self.device = device
@@ -155,6 +161,7 @@ cdef class CoreQpair:
         if self._live:
             anv_qpair_fini(&self.qp)
         free(self._deadline)
+        free(self._submitted)
         free(self._check)
 
     @property
@@ -200,6 +207,8 @@ cdef class CoreQpair:
         ``strict``: raise QueueFullError instead."""
         if not self._live:
             raise _exc.QueueDeletedError(f"queue {self.qid} was deleted")
+        if self.stuck is not None:
+            raise _exc.DeviceError(self.stuck)
         if not 0 <= opcode <= 0xff:
             raise _exc.InterfaceError(f"opcode {opcode:#x} is outside 0..0xff")
         if buf is not None:
@@ -288,7 +297,8 @@ cdef class CoreQpair:
             self._bufs[cid] = buf
             buf._inflight += 1
         self._check[cid] = check
-        self._deadline[cid] = _time.monotonic() + timeout if timeout > 0 else 0.0
+        self._submitted[cid] = _time.monotonic()
+        self._deadline[cid] = self._submitted[cid] + timeout if timeout > 0 else 0.0
         if anv_qpair_submit(&self.qp, &sqe, 1) < 0:
             err = convert_errno(f"doorbell of queue {self.qid}")
             self._release(cid)
@@ -374,6 +384,9 @@ cdef class CoreQpair:
             for i in range(n):
                 self._dispatch(&cqes[i])
             total += n
+            if n:
+                self.reaped += <uint64_t>n
+                self.reaped_at = _time.monotonic()
             if n < 64:
                 break
         if total and self._backlog:
@@ -429,11 +442,15 @@ cdef class CoreQpair:
         return ent.sqe.opcode if ent.seq == seq else -1
 
     def expire(self, double now):
-        """Fail every command past its deadline with CommandTimeout; return how many."""
+        """Fail every command past its deadline with CommandTimeout; return how many.
+        ``expired_since`` is then the oldest submit time among them (0: none)."""
         cdef int cid, n = 0
+        self.expired_since = 0.0
         for cid in range(self.depth):
             if self._deadline[cid] != 0.0 and self._deadline[cid] <= now:
                 self._deadline[cid] = 0.0
+                if self.expired_since == 0.0 or self._submitted[cid] < self.expired_since:
+                    self.expired_since = self._submitted[cid]
                 fut = self._futs[cid]
                 anv_cmdlog_flag(&self.qp.log, self.qp.cid_seq[cid], ANV_LOG_TIMEOUT)
                 if fut is not None and not fut.done():
@@ -466,6 +483,7 @@ cdef class CoreQpair:
 
     def reset_rings(self, exc_factory):
         """Fail what is outstanding and empty both rings (before re-creating the queue)."""
+        self.stuck = None
         if self._live:
             self.fail_all(exc_factory)
             anv_qpair_reset_rings(&self.qp)

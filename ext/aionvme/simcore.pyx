@@ -69,6 +69,10 @@ cdef class SimCore:
         """The Arbitration feature's value: AB, LPW, MPW, HPW (5.27.1.1)."""
         def __get__(self): return self.c.arbitration
         def __set__(self, v): self.c.arbitration = v
+    property hung:
+        """A hang fault fired: no queue is served until a Controller Level Reset."""
+        def __get__(self): return bool(self.c.hung)
+        def __set__(self, v): self.c.hung = 1 if v else 0
     property vwc_enabled:
         def __get__(self): return self.c.vwc_enabled
         def __set__(self, v): self.c.vwc_enabled = v
@@ -266,7 +270,10 @@ cdef class SimCore:
             self.c.faults[idx].active = 0
 
     def fault_info(self, int idx):
-        cdef sim_fault *f = &self.c.faults[idx]
+        cdef sim_fault *f
+        if not 0 <= idx < SIM_MAX_FAULTS:
+            raise ValueError(f"fault slot {idx} is outside 0..{SIM_MAX_FAULTS - 1}")
+        f = &self.c.faults[idx]
         return {"active": f.active, "hits": f.hits, "count": f.count}
 
     def fault_free_slot(self):

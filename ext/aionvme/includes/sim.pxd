@@ -65,6 +65,7 @@ cdef extern from "aionvme/sim.h" nogil:
         uint8_t wrr
         uint32_t arbitration
         uint16_t io_block_status
+        uint8_t hung
         uint32_t njournal
         uint64_t units_read
         uint64_t units_written

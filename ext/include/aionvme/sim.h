@@ -61,6 +61,8 @@ enum sim_fault_action {
 	SIM_FAULT_DELAY = 3,  /* complete @delay_us later */
 	SIM_FAULT_DUPLICATE = 4, /* complete twice: the second CQE names a CID already done */
 	SIM_FAULT_BAD_CID = 5,   /* complete with a CID the host never used (cid ^ 0x8000) */
+	SIM_FAULT_HANG = 6,      /* never complete, and stop fetching from every queue
+				  * (a firmware hang) until a Controller Level Reset */
 };
 
 /**
@@ -134,6 +136,7 @@ struct sim_ctrl {
 	uint8_t wrr;           /* CC.AMS 001b: weighted round robin with urgent class */
 	uint32_t arbitration;  /* the Arbitration feature's value (5.27.1.1) */
 	uint16_t io_block_status; /* non-zero: every IO command completes with it (sanitize) */
+	uint8_t hung;          /* SIM_FAULT_HANG fired: no queue is served until a reset */
 	struct sim_journal_rec *journal;
 	uint32_t njournal;
 	uint8_t *journal_slab; /* SIM_JOURNAL_BYTES; no allocation per cached write */

@@ -208,6 +208,7 @@ void sim_queues_reset(struct sim_ctrl *c)
 	memset(c->sq_db_seen, 0, sizeof(c->sq_db_seen));
 	c->ndelayed = 0;
 	c->dbbuf_enabled = 0; /* a Controller Level Reset forgets the doorbell buffers */
+	c->hung = 0;          /* and a hung controller starts over */
 	memset(c->bar + ANV_REG_DBS, 0, ANV_MSIX_TABLE_OFF - ANV_REG_DBS);
 }
 
@@ -467,7 +468,7 @@ int __sim_sq_fetch(struct sim_ctrl *c, uint16_t qid, struct anv_sqe *sqe)
 
 int sim_admin_fetch(struct sim_ctrl *c, struct anv_sqe *sqe)
 {
-	if (!c->sq[0].valid)
+	if (!c->sq[0].valid || c->hung)
 		return 0;
 	return __sim_sq_fetch(c, 0, sqe);
 }

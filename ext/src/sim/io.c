@@ -390,6 +390,10 @@ static inline __attribute__((always_inline)) int run_one(struct sim_ctrl *c, uin
 	f = sim_fault_match(c, q, &sqe);
 	if (f >= 0 && c->faults[f].action == SIM_FAULT_DROP)
 		return 1;
+	if (f >= 0 && c->faults[f].action == SIM_FAULT_HANG) {
+		c->hung = 1;
+		return 1;
+	}
 	if (c->io_block_status) {
 		status = c->io_block_status;
 	} else if (f >= 0 && c->faults[f].action == SIM_FAULT_STATUS) {
@@ -424,13 +428,14 @@ static int serve_class(struct sim_ctrl *c, uint8_t prio, int quota, int left, ui
 	uint32_t burst = ab == 7u ? UINT32_MAX : 1u << ab; /* 5.27.1.1: AB 111b is no limit */
 	int taken = 0, more = 1;
 
-	while (more && taken < left && (!quota || taken < quota)) {
+	while (more && taken < left && (!quota || taken < quota) && !c->hung) {
 		more = 0;
 		for (uint16_t q = 1; q < SIM_MAX_QUEUES; q++) {
 			if (!c->sq[q].valid || c->sq[q].prio != prio)
 				continue;
 			for (uint32_t b = 0; b < burst; b++) {
-				if (taken >= left || (quota && taken >= quota) || !run_one(c, q, now))
+				if (taken >= left || (quota && taken >= quota) || c->hung ||
+				    !run_one(c, q, now))
 					break;
 				taken++;
 				more = 1;
@@ -466,13 +471,15 @@ int sim_process_io(struct sim_ctrl *c, int budget)
 	uint64_t now = 0;
 	int n = 0, progress = 1;
 
+	if (c->hung)
+		return 0;
 	if (c->wrr) {
 		n = process_wrr(c, budget, &now);
 	} else {
 		/* 4.13.1 Round Robin: one command from each SQ in turn. */
 		while (progress && n < budget) {
 			progress = 0;
-			for (uint16_t q = 1; q < SIM_MAX_QUEUES && n < budget; q++) {
+			for (uint16_t q = 1; q < SIM_MAX_QUEUES && n < budget && !c->hung; q++) {
 				if (run_one(c, q, &now)) {
 					progress = 1;
 					n++;
