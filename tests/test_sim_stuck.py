@@ -55,7 +55,7 @@ async def test_a_request_that_times_out_makes_the_device_dead(monkeypatch):
     monkeypatch.setenv("AIONVME_SIM_REPLY_TIMEOUT_MS", "300")
     c = await aionvme.Controller("sim")
     try:
-        pid = c._backend.pid
+        pid = c._transport.backend.pid
         os.kill(pid, signal.SIGSTOP)
         try:
             with pytest.raises(DeviceError, match="did not answer"):
@@ -66,7 +66,7 @@ async def test_a_request_that_times_out_makes_the_device_dead(monkeypatch):
         with pytest.raises(DeviceError, match="gone"):
             c[0x08]
         # Dead to the host: the socket is closed (the process then sees EOF and exits).
-        assert c._backend.death() is not None
+        assert c._transport.backend.death() is not None
     finally:
         await c.close()
 

@@ -50,7 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("transport", ("aionvme.transport",)),
     ("api", ("aionvme.controller", "aionvme.admin", "aionvme.bringup", "aionvme.resets",
              "aionvme.pcie", "aionvme.subsystem", "aionvme.qpair", "aionvme.namespace",
-             "aionvme.verify", "aionvme.cmdlog", "aionvme.workers")),
+             "aionvme.verify", "aionvme.cmdlog", "aionvme.workers", "aionvme.stall")),
     ("tools", ("aionvme.pytest_plugin", "aionvme.cli", "aionvme.perf", "aionvme")),
 ]
 # The simulated SSD is a program of its own: outside its folder only its
