@@ -18,8 +18,9 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 PYTEST_ARGS ?=
 # Debian packages the test suite needs besides the build tools: QEMU's NVMe
-# controller is the conformance suites' second device (the qemu backend).
-APT_PACKAGES ?= qemu-system-x86
+# controller is the conformance suites' second device (the qemu backend); clang
+# (with its libFuzzer runtime) builds the data path's fuzzer (tests/test_fuzz.py).
+APT_PACKAGES ?= qemu-system-x86 clang
 # The spec-behaviour suites, run once per device (--pciaddr sim, then qemu).
 CONFORMANCE = $(sort $(wildcard tests/test_conf_*.py)) tests/test_qemu.py tests/test_api.py
 
@@ -82,6 +83,8 @@ system-deps:
 
 test-deps: compile system-deps
 	$(PIP) install -q $(TEST_DEPS)
+	@$(PIP) install -q "atheris>=2.3" \
+	    || echo "could not install atheris: the admin-plane fuzzer (tests/test_fuzz.py) will skip"
 
 # Every run always happens; the first failing exit status is make's answer.
 test: test-deps
