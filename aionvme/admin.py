@@ -10,6 +10,7 @@ from aionvme import _core, checks, verify
 from aionvme.exceptions import InterfaceError
 from aionvme.qpair import waitdone
 from aionvme.settings import SETTINGS
+from aionvme.spec.transfer import admin_length
 
 
 class AdminCommands:
@@ -39,7 +40,7 @@ class AdminCommands:
         return self._aq.submit(opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13, cdw14,
                                cdw15, cb=cb, check=check,
                                timeout=SETTINGS.timeout if timeout is None else timeout,
-                               prp1=prp1, prp2=prp2)
+                               prp1=prp1, prp2=prp2, dev_len=admin_length(opcode, cdw10, cdw11))
 
     def send_cmd(self, opcode: int, buf: Any = None, nsid: int = 0, cdw10: int = 0,
                  cdw11: int = 0, cdw12: int = 0, cdw13: int = 0, cdw14: int = 0,

@@ -10,6 +10,7 @@ from aionvme.settings import SETTINGS
 from aionvme.spec.fields import field
 from aionvme.qpair import check_qpair
 from aionvme.spec.names import command_name
+from aionvme.spec.transfer import nvm_length
 from aionvme.spec.opcodes import (COMPARE, DSM, FLUSH, READ, VERIFY, WRITE, WRITE_UNCOR,
                                   WRITE_ZEROES)
 
@@ -234,7 +235,8 @@ class Namespace:
         return qpair._core.submit(opcode, nsid, buf, -1 if buf is not None else 0, cdw10, cdw11,
                                   cdw12, cdw13, cdw14, cdw15, cb=cb, check=check,
                                   timeout=SETTINGS.timeout if timeout is None else timeout,
-                                  sgl=sgl, prp1=prp1, prp2=prp2)
+                                  sgl=sgl, prp1=prp1, prp2=prp2,
+                                  dev_len=nvm_length(opcode, cdw10, cdw12, self.lba_size))
 
     # -- IO workers ---------------------------------------------------------------
     def ioworker(self, *args: Any, **kwargs: Any) -> Any:

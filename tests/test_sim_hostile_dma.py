@@ -141,3 +141,27 @@ async def test_sgl_bit_bucket_in_a_write_has_no_effect(dev):
     assert ns.nvme.sim.media(1, 0) == bytes([0x3C]) * 512
 
 
+
+
+async def test_raw_command_longer_than_its_buffer_stays_inside_it(dev):
+    """send_cmd without raw pointers, asking for 12 KiB into an 8 KiB buffer: the
+    PRPs take the 12 KiB shape (PRP2 a list: the buffer's second page, then 0h),
+    so the device never reads the buffer's data page as a PRP list (here full
+    of pointers at another buffer): Data Transfer Error, nothing else written."""
+    ns, q = dev
+    victim = aionvme.Buffer(PAGE)
+    victim.fill(0x11)
+    buf = aionvme.Buffer(2 * PAGE)
+    buf[PAGE:2 * PAGE] = struct.pack("<Q", victim.iova) * 512
+    assert await status_of(ns, q, READ, buf, 24) == (0, 0x04)
+    assert victim[:] == bytes([0x11]) * PAGE
+    # The same for an admin command: Get Log Page of 12 KiB (zeroes past the log).
+    cpl = await ns.nvme.send_cmd(0x02, buf, nsid=0xFFFFFFFF, cdw10=0x02 | (3071 << 16),
+                                 check=False, timeout=2)
+    assert (cpl.sct, cpl.sc) == (0, 0x04)
+    assert victim[:] == bytes([0x11]) * PAGE
+    # A transfer shorter than its buffer keeps its own shape: 8 KiB of a 12 KiB buffer.
+    big = aionvme.Buffer(3 * PAGE)
+    big.fill(0x22)
+    assert await status_of(ns, q, WRITE, big, 16) == (0, 0)
+    assert ns.nvme.sim.media(1, 15) == bytes([0x22]) * 512

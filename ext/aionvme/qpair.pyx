@@ -198,13 +198,19 @@ cdef class CoreQpair:
                unsigned int cdw13=0, unsigned int cdw14=0, unsigned int cdw15=0,
                unsigned int cdw2=0, unsigned int cdw3=0, int flags=0, bint sgl=False,
                object cb=None, bint check=True, double timeout=5.0, object post=None,
-               Py_ssize_t buf_offset=0, object prp1=None, object prp2=None):
+               Py_ssize_t buf_offset=0, object prp1=None, object prp2=None,
+               Py_ssize_t dev_len=-1):
         """Build an SQE, put it on the SQ, ring the doorbell; return a future.
 
         With every CID outstanding (depth - 1 commands) the command waits in a
         software queue, in order, and is submitted as a slot frees (as SPDK
         does); its cmdlog entry and its timeout start at the real submission.
-        ``strict``: raise QueueFullError instead."""
+        ``strict``: raise QueueFullError instead.
+
+        ``dev_len`` is the length the command makes the device transfer, where
+        its fields say it (-1: the buffer's): PRPs then take that transfer's
+        shape with entries for the buffer alone, so a command longer than its
+        buffer ends in Data Transfer Error instead of reaching past it."""
         if not self._live:
             raise _exc.QueueDeletedError(f"queue {self.qid} was deleted")
         if self.stuck is not None:
@@ -231,11 +237,12 @@ cdef class CoreQpair:
                 buf._inflight += 1  # it is the command's from now on
             self._backlog.append((fut, opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13,
                                   cdw14, cdw15, cdw2, cdw3, flags, sgl, cb, check, timeout,
-                                  post, buf_offset, prp1, prp2))
+                                  post, buf_offset, prp1, prp2, dev_len))
             return fut
         fut = self.loop.create_future()
         self._issue(fut, opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13, cdw14, cdw15,
-                    cdw2, cdw3, flags, sgl, cb, check, timeout, post, buf_offset, prp1, prp2)
+                    cdw2, cdw3, flags, sgl, cb, check, timeout, post, buf_offset, prp1, prp2,
+                    dev_len)
         return fut
 
     @property
@@ -247,7 +254,7 @@ cdef class CoreQpair:
                 unsigned int cdw10, unsigned int cdw11, unsigned int cdw12, unsigned int cdw13,
                 unsigned int cdw14, unsigned int cdw15, unsigned int cdw2, unsigned int cdw3,
                 int flags, bint sgl, object cb, bint check, double timeout, object post,
-                Py_ssize_t buf_offset, object prp1, object prp2):
+                Py_ssize_t buf_offset, object prp1, object prp2, Py_ssize_t dev_len):
         """Submit a checked command now; a slot is known to be free."""
         cdef anv_sqe sqe
         cdef int cid
@@ -279,8 +286,10 @@ cdef class CoreQpair:
                 sqe.prp1 = iova + <uint64_t>buf_offset
                 sqe.prp2 = (<uint64_t>xfer_len) & 0xffffffff
             else:
-                if anv_qpair_build_prp(&self.qp, <uint16_t>cid, iova + <uint64_t>buf_offset,
-                                       <uint64_t>xfer_len, &p1, &p2) < 0:
+                if anv_qpair_build_prp_for(&self.qp, <uint16_t>cid, iova + <uint64_t>buf_offset,
+                                           <uint64_t>xfer_len,
+                                           <uint64_t>(dev_len if dev_len >= 0 else xfer_len),
+                                           &p1, &p2) < 0:
                     anv_qpair_cid_put(&self.qp, <uint16_t>cid)
                     raise _exc.InterfaceError(
                         f"a transfer of {xfer_len} bytes needs more than one PRP list page")
@@ -323,7 +332,8 @@ cdef class CoreQpair:
             try:
                 self._issue(fut, item[1], item[2], b, item[4], item[5], item[6], item[7],
                             item[8], item[9], item[10], item[11], item[12], item[13], item[14],
-                            item[15], item[16], item[17], item[18], item[19], item[20], item[21])
+                            item[15], item[16], item[17], item[18], item[19], item[20], item[21],
+                            item[22])
             except BaseException as e:
                 fut.set_exception(e)
 

@@ -133,22 +133,35 @@ void anv_qpair_fini(struct anv_qpair *qp)
 int anv_qpair_build_prp(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint64_t len,
 			uint64_t *prp1, uint64_t *prp2)
 {
+	return anv_qpair_build_prp_for(qp, cid, iova, len, len, prp1, prp2);
+}
+
+int anv_qpair_build_prp_for(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint64_t len,
+			    uint64_t xfer, uint64_t *prp1, uint64_t *prp2)
+{
 	uint64_t first = ANV_PAGE_SIZE - (iova & (ANV_PAGE_SIZE - 1));
-	uint64_t rest, page, n;
+	uint64_t page = iova + first, n = 0, shape = xfer;
 	uint64_t *list;
 
 	*prp1 = iova;
 	*prp2 = 0;
-	if (len <= first)
+	if (shape <= first)
 		return 0;
-	rest = len - first;
-	page = (iova + first);
-	if (rest <= ANV_PAGE_SIZE) {
-		*prp2 = page;
+	if (len > first)
+		n = (len - first + ANV_PAGE_SIZE - 1) / ANV_PAGE_SIZE; /* the buffer's further pages */
+	if (shape - first <= ANV_PAGE_SIZE) {
+		*prp2 = n ? page : 0;
 		return 0;
 	}
-	n = (rest + ANV_PAGE_SIZE - 1) / ANV_PAGE_SIZE;
-	if (n > ANV_PAGE_SIZE / sizeof(uint64_t)) {
+	if (n > (shape - first + ANV_PAGE_SIZE - 1) / ANV_PAGE_SIZE)
+		n = (shape - first + ANV_PAGE_SIZE - 1) / ANV_PAGE_SIZE; /* what the transfer uses */
+	/*
+	 * One list page per CID: a buffer needing more entries than it holds,
+	 * or filling it while the transfer needs more (its last entry would be
+	 * read as a pointer to the next list), cannot be described.
+	 */
+	if (n > ANV_PAGE_SIZE / sizeof(uint64_t) ||
+	    (n == ANV_PAGE_SIZE / sizeof(uint64_t) && shape - first > n * ANV_PAGE_SIZE)) {
 		errno = E2BIG;
 		return -1;
 	}
@@ -156,9 +169,9 @@ int anv_qpair_build_prp(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint6
 	for (uint64_t i = 0; i < n; i++)
 		list[i] = page + i * ANV_PAGE_SIZE;
 	/*
-	 * Entries past the transfer point at IOVA 0, which no backend maps: a
+	 * Entries past the buffer point at IOVA 0, which no backend maps: a
 	 * command whose length exceeds its buffer cannot follow a stale entry
-	 * into another buffer.
+	 * into another buffer (the device answers Data Transfer Error).
 	 */
 	memset(list + n, 0, (ANV_PAGE_SIZE / sizeof(uint64_t) - n) * sizeof(uint64_t));
 	*prp2 = qp->prp_iova + (uint64_t)cid * ANV_PAGE_SIZE;

@@ -65,6 +65,16 @@ static void test_prp(void)
 	ok(list[1] == 0x202000 && list[2] == 0 && list[3] == 0, "a shorter list leaves no stale entries");
 	ok(anv_qpair_build_prp(&qp, 0, 0x200000, 600u * 4096, &p1, &p2) < 0 && errno == E2BIG,
 	   "a transfer needing two list pages is refused");
+	/* A command that transfers more than its buffer holds (a raw send_cmd). */
+	anv_qpair_build_prp_for(&qp, 3, 0x200000, 2 * 4096, 3 * 4096, &p1, &p2);
+	ok(p2 == qp.prp_iova + 3 * 4096 && list[0] == 0x201000 && list[1] == 0,
+	   "a two-page buffer, a three-page transfer: a list (never the data page), then 0");
+	anv_qpair_build_prp_for(&qp, 3, 0x200000, 4096, 2 * 4096, &p1, &p2);
+	ok(p1 == 0x200000 && p2 == 0, "a one-page buffer, a two-page transfer: PRP2 is 0");
+	anv_qpair_build_prp_for(&qp, 3, 0x200000, 3 * 4096, 2 * 4096, &p1, &p2);
+	ok(p2 == 0x201000, "a transfer shorter than the buffer: its own shape (PRP2 a data page)");
+	ok(anv_qpair_build_prp_for(&qp, 3, 0x200000, 513u * 4096, 600u * 4096, &p1, &p2) < 0 &&
+	   errno == E2BIG, "a buffer filling the list page while the transfer needs more: refused");
 	anv_qpair_fini(&qp);
 	anv_arena_close(&a);
 }

@@ -126,6 +126,8 @@ cdef extern from "aionvme/queue.h" nogil:
     void anv_qpair_cid_put(anv_qpair *qp, uint16_t cid)
     int anv_qpair_build_prp(anv_qpair *qp, uint16_t cid, uint64_t iova, uint64_t len,
                             uint64_t *prp1, uint64_t *prp2)
+    int anv_qpair_build_prp_for(anv_qpair *qp, uint16_t cid, uint64_t iova, uint64_t len,
+                                uint64_t xfer, uint64_t *prp1, uint64_t *prp2)
     int anv_qpair_submit(anv_qpair *qp, const anv_sqe *sqe, int ring)
     int anv_qpair_ring(anv_qpair *qp)
     void anv_qpair_set_dbbuf(anv_qpair *qp, uint8_t *dbs, uint8_t *eis)

@@ -131,6 +131,22 @@ int anv_qpair_build_prp(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint6
 			uint64_t *prp1, uint64_t *prp2);
 
 /**
+ * anv_qpair_build_prp_for() - PRP entries for a buffer of @len bytes at @iova
+ * that a command transfers @xfer bytes of
+ *
+ * The entries take the shape the device reads for @xfer (4.1.1: PRP2 is a
+ * data page when the transfer crosses one page boundary, a PRP list pointer
+ * when it crosses more), filled only with the buffer's own pages: where
+ * @xfer exceeds @len, PRP2 or the list entries past the buffer are 0h, so the
+ * device never reaches outside the buffer, nor reads a data page as a list;
+ * where it is shorter, a list page is never taken for the second data page.
+ *
+ * Return: 0, or -1 with errno set (E2BIG: the buffer needs a second list page).
+ */
+int anv_qpair_build_prp_for(struct anv_qpair *qp, uint16_t cid, uint64_t iova, uint64_t len,
+			    uint64_t xfer, uint64_t *prp1, uint64_t *prp2);
+
+/**
  * anv_qpair_submit() - copy @sqe (its cid already set) to the SQ tail and
  * ring the doorbell when @ring is set.
  *
