@@ -51,7 +51,7 @@ class StallWatch:
         if not qs:
             return
         expired = [q.expired_since for q in qs if q.expired_since]
-        if not expired or self._probe is not None or self._ctrl._aq.stuck is not None:
+        if not expired or self._probe is not None or any(q.stuck is not None for q in qs):
             return
         since = min(expired)
         if max(q.reaped_at for q in qs) > since:
@@ -69,14 +69,12 @@ class StallWatch:
         self._probe = None
         if fut.cancelled() or not isinstance(fut.exception(), CommandTimeout):
             return  # it completed (or the queue went away): not stuck
-        try:
-            csts = f"CSTS {self._ctrl[0x1C]:#x}"
-        except Exception as e:
-            csts = f"CSTS unreadable: {e}"
+        # No register is read here: a device process caught in a loop would hold
+        # the event loop for the whole reply timeout of its backend.
         reason = (f"the device is stuck: no queue completed a command for "
                   f"{self._waited:.1f} s while commands were past their deadlines, and a "
-                  f"Get Features probe got no completion either ({csts}); a controller "
-                  f"reset (await nvme0.reset()) may recover it")
+                  f"Get Features probe got no completion either; a controller reset "
+                  f"(await nvme0.reset()) may recover it (CSTS.CFS tells a fatal status)")
         error = DeviceError(reason)
         for q in self._queues():
             q.fail_all(lambda cid: error)
