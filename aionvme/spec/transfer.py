@@ -24,6 +24,6 @@ def admin_length(opcode: int, cdw10: int, cdw11: int) -> int:
         return 4096
     if opcode == 0x02:                   # Get Log Page (5.16): NUMDU:NUMDL, 0's based
         return 4 * ((((cdw11 & 0xFFFF) << 16) | (cdw10 >> 16)) + 1)
-    if opcode == 0x11:                   # Firmware Image Download (5.24): NUMD, 0's based
+    if opcode == 0x11:                   # Firmware Image Download: NUMD, 0's based
         return 4 * (cdw10 + 1)
     return -1
