@@ -26,7 +26,8 @@ def sgl1(addr: int, length: int, dtype: int) -> dict:
 
 
 async def status_of(ns, q, opcode, buf, nlb, **dptr):
-    cpl = await ns.send_cmd(opcode, q, buf, cdw12=nlb - 1, check=False, timeout=2, **dptr)
+    cpl = await ns.send_cmd(opcode, q, buf, nsid=ns.nsid, cdw12=nlb - 1, check=False, timeout=2,
+                            **dptr)
     assert (cpl.sct, cpl.sc) != (0, 0x06), "Internal Error: a simulator bug"
     return cpl.sct, cpl.sc
 
