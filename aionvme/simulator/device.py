@@ -285,7 +285,11 @@ class SimDevice:
         self.pci.reset()
         self._msix_reset()
         self.state.power_on()
+        # 3.7.1: main power applied is an NVM Subsystem Reset, and so a Controller Level
+        # Reset: an image committed with CA 001b/010b becomes the running firmware.
+        self.admin.firmware.controller_reset()
         self.state.apply_write_cache(self.core)
+        self.state.apply_error_recovery(self.core)
         self.apply_interrupt_features()
         self.admin.sanitize.power_on()
 
@@ -342,6 +346,7 @@ class SimDevice:
             if not n:
                 break
             progress = True
+        self.admin.take_io_errors()
         self.admin.check_events()
         return progress
 
