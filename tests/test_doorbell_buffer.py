@@ -5,6 +5,7 @@ import struct
 import pytest
 
 import aionvme
+from simconf import wait_for_state
 
 
 async def _mixed_io(ns, q, n=300):
@@ -24,12 +25,13 @@ async def test_shadow_doorbells_carry_io(nvme0, nvme0n1):
     assert nvme0.id_data(257, 256) & (1 << 8)
     async with aionvme.Qpair(nvme0, 32) as q:
         await _mixed_io(nvme0n1, q)
-        await asyncio.sleep(0.1)           # the device goes idle and asks for rings
         dbs, eis = nvme0._dbbuf
         sq_off = 8 * q.qid
         tail = struct.unpack_from("<I", dbs[sq_off:sq_off + 4])[0]
         assert tail == q._core.sq_tail
-        assert struct.unpack_from("<I", eis[sq_off:sq_off + 4])[0] == tail
+        # the device goes idle and asks for rings: its EventIdx reaches the tail
+        await wait_for_state(lambda: struct.unpack_from("<I", eis[sq_off:sq_off + 4])[0] == tail,
+                             "the SQ EventIdx caught up with the shadow tail")
 
 
 async def test_mmio_doorbells_only(pciaddr):

@@ -6,6 +6,7 @@ import random
 import pytest
 
 import aionvme
+from aionvme.exceptions import status as S
 from aionvme import _core
 from aionvme.exceptions import VerifyError
 
@@ -119,7 +120,7 @@ async def test_stale_data_is_found(nvme0n1, qpair, verify):
 async def test_failed_write_leaves_the_lbas_unknown(nvme0, nvme0n1, qpair, verify):
     await written(nvme0n1, qpair, 1500, 4)
     with nvme0.sim.inject_status(sc=0x06, opcode=0x01, nsid=NSID) as fault:  # Internal Error
-        with pytest.raises(aionvme.CommandError, match="00/06"):
+        with pytest.raises(S.InternalError, match="00/06"):
             await written(nvme0n1, qpair, 1500, 4, fill=0x44)
         assert fault.hits == 1
     assert [table(nvme0n1).get(1500 + i) for i in range(4)] == [0, 0, 0, 0]
@@ -203,7 +204,7 @@ async def test_write_uncorrectable_read_fails_without_verify_error(nvme0n1, qpai
     await written(nvme0n1, qpair, 2400, 4)
     await nvme0n1.write_uncorrectable(qpair, 2401, 2)
     r = aionvme.Buffer(2048)
-    with pytest.raises(aionvme.CommandError, match="02/81") as e:
+    with pytest.raises(S.UnrecoveredReadError, match="02/81") as e:
         await nvme0n1.read(qpair, r, 2400, 4)
     assert not isinstance(e.value, VerifyError)
     await nvme0n1.read(qpair, r, 2400, 1)
