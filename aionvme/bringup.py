@@ -114,7 +114,7 @@ class Bringup(AdminCommands):
             self.aec = 0
 
     async def _doorbell_buffers(self) -> None:
-        """Doorbell Buffer Config (5.8) when OACS bit 8 offers it: I/O queue doorbells
+        """Doorbell Buffer Config (5.11) when OACS bit 8 offers it: I/O queue doorbells
         go to shadow memory and MMIO is written only when EventIdx asks."""
         self._dbbuf = None
         oacs = int.from_bytes(self._id_ctrl[256:258], "little")

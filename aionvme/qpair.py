@@ -95,7 +95,7 @@ class Qpair:
 
     async def _create_on_device(self) -> None:
         nvme, qsize = self.nvme, self.depth - 1
-        # 5.8: the shadow doorbells of this qid may hold the values of a queue
+        # 5.11: the shadow doorbells of this qid may hold the values of a queue
         # deleted before; they must read 0 before the controller looks at them.
         nvme._use_dbbuf(self._core)
         if self.ien:

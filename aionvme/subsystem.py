@@ -9,7 +9,7 @@ from aionvme.exceptions import InterfaceError
 if TYPE_CHECKING:
     from aionvme.controller import Controller
 
-NSSR_MAGIC = 0x4E564D65  # "NVMe" (3.1.3.6)
+NSSR_MAGIC = 0x4E564D65  # "NVMe" (3.1.3.7)
 
 
 class Subsystem:

@@ -84,7 +84,7 @@ async def test_waitdone_waits_for_the_oldest_commands(nvme0, nvme0n1, qpair):
     cpls = await qpair.waitdone(4)
     assert len(cpls) == 4 and all(c.ok for c in cpls) and sorted(seen) == [0, 1, 2, 3]
     nvme0.getfeatures(0x07)
-    (cpl,) = await nvme0.waitdone()                   # Number of Queues (5.27.1.7)
+    (cpl,) = await nvme0.waitdone()                   # Number of Queues (5.27.1.5)
     assert cpl.ok and min(cpl.cdw0 & 0xFFFF, cpl.cdw0 >> 16) + 1 == nvme0.max_io_queues
 
 

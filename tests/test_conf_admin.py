@@ -132,7 +132,7 @@ async def test_aer_on_temperature_threshold():
         c.register_aer_cb(lambda cdw0, st: seen.append((cdw0, st >> 1)))
         await c.setfeatures(0x04, 273 + 60)      # over-temperature threshold 60 C
         c.sim.temperature(273 + 70)
-        # AEC is 0 (aec=0): the warning is set, but no event is sent (5.27.1.18)
+        # AEC is 0 (aec=0): the warning is set, but no event is sent (5.27.1.8)
         smart = aionvme.Buffer(512)
         await c.getlogpage(0x02, smart, 512, rae=True)
         assert smart[0] & 0x2
@@ -155,7 +155,7 @@ async def test_aer_on_temperature_threshold():
 
 
 async def test_aer_for_an_invalid_doorbell_write(pciaddr):
-    # MMIO doorbells: with shadow doorbells (5.8) the device reads the tail elsewhere
+    # MMIO doorbells: with shadow doorbells (5.11) the device reads the tail elsewhere
     async with aionvme.Controller(pciaddr, dbbuf=False) as c:
         seen = []
         c.register_aer_cb(lambda cdw0, st: seen.append(cdw0))

@@ -1,4 +1,4 @@
-"""Doorbell Buffer Config (NVMe 2.0, 5.8): shadow doorbells and EventIdx."""
+"""Doorbell Buffer Config (NVMe 2.0, 5.11): shadow doorbells and EventIdx."""
 import asyncio
 import struct
 
@@ -44,7 +44,7 @@ async def test_mmio_doorbells_only(pciaddr):
 
 @pytest.mark.parametrize("prp1, prp2", [(0x2000123, 0x2001000), (0x2000000, 0x2001008)])
 async def test_misaligned_pages_are_invalid(nvme0, prp1, prp2):
-    """5.8: both buffers are memory page aligned."""
+    """5.11: both buffers are memory page aligned."""
     cpl = await nvme0.send_cmd(0x7C, prp1=prp1, prp2=prp2, check=False)
     assert (cpl.sct, cpl.sc) == (0, 0x02)
 

@@ -77,7 +77,7 @@ async def test_injected_status_is_reported(nvme0, nvme0n1, qpair, buf):
 
 
 async def test_duplicate_completion_is_recorded_not_fatal(nvme0, nvme0n1, qpair, buf):
-    """A second CQE for a CID no longer outstanding (4.6): reported, and ignored."""
+    """A second CQE for a CID no longer outstanding (4.2): reported, and ignored."""
     before = len(nvme0.bad_completions)
     with nvme0.sim.duplicate(opcode=0x02, qid=qpair.qid) as fault:
         assert (await nvme0n1.read(qpair, buf, 0)).ok

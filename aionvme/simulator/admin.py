@@ -276,7 +276,7 @@ class Admin:
             return self.to_host(cmd, identify.ns_descriptors(self.dev, cmd.nsid))
         return err(S.INVALID_FIELD)
 
-    # -- features (5.27) -------------------------------------------------------
+    # -- features (5.15, 5.27) ----------------------------------------------------
     def _feature_key(self, fid: int, cdw11: int, nsid: int = 0) -> tuple[int, int] | None:
         if fid == F.TEMPERATURE_THRESHOLD:
             tmpsel, thsel = (cdw11 >> 16) & 0xF, (cdw11 >> 20) & 0x3
@@ -295,8 +295,9 @@ class Admin:
         feats = self.dev.state.features
         if fid not in feats.CHANGEABLE:
             return err(S.INVALID_FIELD)
-        if sel == 3:  # supported capabilities (5.27.1)
-            return (0, int(fid in feats.SAVEABLE) | (int(fid in feats.CHANGEABLE) << 2))
+        if sel == 3:  # supported capabilities (5.15): saveable, namespace specific, changeable
+            return (0, int(fid in feats.SAVEABLE) | (int(fid == F.ERROR_RECOVERY) << 1)
+                    | (int(fid in feats.CHANGEABLE) << 2))
         if fid == F.TIMESTAMP:
             if sel > 3:
                 return err(S.INVALID_FIELD)
@@ -318,7 +319,7 @@ class Admin:
         fid, sv = cmd.cdw10 & 0xFF, cmd.cdw10 >> 31
         feats = self.dev.state.features
         if fid in feats.CHANGEABLE and sv and fid not in feats.SAVEABLE:
-            return err(S.FEATURE_NOT_SAVEABLE)  # 5.28: e.g. Timestamp, Number of Queues
+            return err(S.FEATURE_NOT_SAVEABLE)  # 5.27: e.g. Timestamp, Number of Queues
         if fid == F.TIMESTAMP:
             status, data = self.from_host(cmd, 8)
             if status:
@@ -352,7 +353,7 @@ class Admin:
         value, cdw0 = cmd.cdw11, 0
         if fid == F.NUMBER_OF_QUEUES:
             if feats.queues_allocated:
-                return err(S.COMMAND_SEQUENCE_ERROR)  # 5.27.1.7: only before queues exist
+                return err(S.COMMAND_SEQUENCE_ERROR)  # 5.27.1.5: only before queues exist
             nsq, ncq = value & 0xFFFF, value >> 16
             if nsq == 0xFFFF or ncq == 0xFFFF:
                 return err(S.INVALID_FIELD)
@@ -417,7 +418,7 @@ class Admin:
 
     # -- NVM admin commands ----------------------------------------------------
     def format_nvm(self, cmd: Cmd) -> tuple[int, int]:
-        """Format NVM (5.23): LBA format, secure erase settings."""
+        """Format NVM (5.14): LBA format, secure erase settings."""
         lbaf = (cmd.cdw10 & 0xF) | (((cmd.cdw10 >> 12) & 0x3) << 4)
         mset, pi, ses = (cmd.cdw10 >> 4) & 1, (cmd.cdw10 >> 5) & 7, (cmd.cdw10 >> 9) & 7
         namespaces = self.dev.state.namespaces

@@ -48,7 +48,7 @@ class Features:
         for nsid in range(1, len(cfg.namespaces) + 1):
             self.defaults[(ERROR_RECOVERY, nsid)] = 0
         for v in range(cfg.vectors):
-            # CD (bit 16): coalescing disabled by default on the admin vector (5.27.1.10)
+            # CD (bit 16): coalescing disabled by default on the admin vector (5.27.1.7)
             self.defaults[(INTERRUPT_VECTOR_CONFIG, v)] = v | ((1 << 16) if v == 0 else 0)
         self.saved = dict(self.defaults)
         self.values = dict(self.defaults)

@@ -1,4 +1,4 @@
-"""Sanitize (5.26) and the Sanitize Status log page (5.16.1.25)."""
+"""Sanitize (5.24) and the Sanitize Status log page (5.16.1.25)."""
 from __future__ import annotations
 
 import struct

@@ -1,4 +1,4 @@
-"""Device Self-test (5.22) and its log page (5.16.1.7)."""
+"""Device Self-test (5.8) and its log page (5.16.1.7)."""
 from __future__ import annotations
 
 import collections
@@ -98,7 +98,7 @@ class SelfTest:
         self.generation += 1
 
     def controller_reset(self) -> None:
-        # 5.22: a short test is aborted by a Controller Level Reset, an extended one goes on.
+        # 5.8: a short test is aborted by a Controller Level Reset, an extended one goes on.
         if self.current == SHORT:
             self.finish(ABORTED_BY_RESET)
 

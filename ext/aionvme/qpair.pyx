@@ -483,7 +483,7 @@ cdef class CoreQpair:
         anv_qpair_drop_all(&self.qp)
 
     def set_dbbuf(self, Buffer dbs, Buffer eis):
-        """Use these Shadow Doorbell / EventIdx pages (5.8); None for MMIO only."""
+        """Use these Shadow Doorbell / EventIdx pages (5.11); None for MMIO only."""
         if dbs is None or eis is None:
             anv_qpair_set_dbbuf(&self.qp, NULL, NULL)
         else:

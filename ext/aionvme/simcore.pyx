@@ -177,7 +177,7 @@ cdef class SimCore:
         return r
 
     def dbbuf_config(self, uint64_t dbs, uint64_t eis):
-        """Doorbell Buffer Config (5.8); False when a page is not in host memory."""
+        """Doorbell Buffer Config (5.11); False when a page is not in host memory."""
         return sim_dbbuf_config(&self.c, dbs, eis) == 0
 
     @property

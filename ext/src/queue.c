@@ -211,7 +211,7 @@ static inline int need_event(uint16_t ei, uint16_t new, uint16_t old)
 }
 
 /*
- * 5.8: write the shadow doorbell, then ring the MMIO doorbell only when the
+ * 5.11: write the shadow doorbell, then ring the MMIO doorbell only when the
  * controller asked for it through EventIdx.
  */
 static inline int db_ring(struct anv_qpair *qp, uint32_t *shadow, uint32_t *ei, uint32_t off,

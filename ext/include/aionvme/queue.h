@@ -49,7 +49,7 @@ struct anv_qpair {
 	uint64_t prp_iova;
 	uint64_t *prp_list;
 
-	/* 5.8 shadow doorbells and EventIdx (NULL: MMIO doorbells only) */
+	/* 5.11 shadow doorbells and EventIdx (NULL: MMIO doorbells only) */
 	uint32_t *shadow_sq, *shadow_cq;
 	uint32_t *ei_sq, *ei_cq;
 

@@ -128,7 +128,7 @@ struct sim_ctrl {
 	uint8_t msix_enabled;
 	uint8_t msix_fmask;
 	uint64_t irq_count[ANV_MSIX_MAX_VECTORS];
-	/* 5.27.1.9 Interrupt Coalescing and 5.27.1.10 Interrupt Vector Configuration */
+	/* 5.27.1.6 Interrupt Coalescing and 5.27.1.7 Interrupt Vector Configuration */
 	uint8_t coal_thr;                        /* aggregation threshold, 0's based */
 	uint8_t coal_time;                       /* aggregation time, 100 us units */
 	uint8_t coal_disable[ANV_MSIX_MAX_VECTORS]; /* CD per vector */
@@ -144,7 +144,7 @@ struct sim_ctrl {
 	struct sim_delayed *delayed;
 	uint32_t ndelayed;
 
-	/* 5.8 Doorbell Buffer Config: shadow doorbells and EventIdx in host memory */
+	/* 5.11 Doorbell Buffer Config: shadow doorbells and EventIdx in host memory */
 	uint8_t dbbuf_enabled;
 	uint64_t dbbuf_dbs;
 	uint64_t dbbuf_eis;

@@ -551,7 +551,7 @@ static inline __attribute__((always_inline)) int run_one(struct sim_ctrl *c, uin
 		status = c->faults[f].status; /* a whole status field, DNR included */
 	} else {
 		status = exec_io(c, &sqe, &elba);
-		/* 4.6.1: DNR is set when a retry would fail the same way. */
+		/* 4.2.3: DNR is set when a retry would fail the same way. */
 		if (status)
 			status |= (uint16_t)(1u << 15);
 		if (f >= 0 && c->faults[f].action == SIM_FAULT_DELAY) {
