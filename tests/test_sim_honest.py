@@ -251,3 +251,23 @@ async def test_no_namespace_attribute_notices_without_log_04h(small):
         cpl = await c.getlogpage(0x04, buf, 4096, check=False)
         assert (cpl.sct, cpl.sc) == (1, 0x09)                     # Invalid Log Page
         assert not c.id_data(95, 92) & (1 << 8)                   # OAES bit 8
+
+
+async def test_a_cached_write_lost_to_power_loss_leaves_the_lba_unwritten(small):
+    async with aionvme.Controller(small) as c:
+        ns = await aionvme.Namespace(c, 1)
+        q = await aionvme.Qpair(c, 8)
+        data = aionvme.Buffer(512)
+        data.fill(0x42)
+        await ns.write(q, data, 600)
+        await ns.flush(q)                                         # LBA 600 is on the media
+        await ns.write(q, data, 601)                              # LBA 601 only in the cache
+        c.sim.power_loss()
+        await aionvme.Subsystem(c).power_on()
+        ns = await aionvme.Namespace(c, 1)
+        q = await aionvme.Qpair(c, 8)
+        await c.setfeatures(0x05, 1 << 16, nsid=1)                # DULBE
+        assert (await ns.read(q, data, 600)).ok and data[0] == 0x42
+        cpl = await ns.read(q, data, 601, check=False)
+        assert (cpl.sct, cpl.sc) == (2, 0x87)
+        await q.delete()

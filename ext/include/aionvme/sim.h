@@ -113,6 +113,7 @@ struct sim_journal_rec {
 	uint64_t off;   /* byte offset in media */
 	uint32_t len;
 	uint8_t *old;   /* previous contents, in the journal slab */
+	uint8_t *old_written; /* and their written bits (one per 512 bytes), after them */
 };
 
 struct sim_ctrl {

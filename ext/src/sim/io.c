@@ -252,18 +252,27 @@ int sim_ns_fill(struct sim_ctrl *c, uint32_t nsid, uint32_t pattern)
 static void journal_add(struct sim_ctrl *c, uint32_t nsid, uint64_t off, uint64_t len)
 {
 	struct sim_journal_rec *r;
+	uint64_t units = len >> UNIT_SHIFT, need = len + (units + 7) / 8;
 
-	if (len > SIM_JOURNAL_BYTES)
+	if (need > SIM_JOURNAL_BYTES)
 		return; /* never: MDTS and the write zeroes limit keep writes far smaller */
-	if (c->njournal == SIM_JOURNAL_MAX || len > SIM_JOURNAL_BYTES - c->journal_used)
+	if (c->njournal == SIM_JOURNAL_MAX || need > SIM_JOURNAL_BYTES - c->journal_used)
 		sim_flush(c); /* the cache is full: it destages */
 	r = &c->journal[c->njournal];
 	r->old = c->journal_slab + c->journal_used;
 	memcpy(r->old, c->ns[nsid].media + off, len);
+	r->old_written = r->old + len;
+	memset(r->old_written, 0, (units + 7) / 8);
+	for (uint64_t i = 0; i < units; i++) {
+		uint64_t u = (off >> UNIT_SHIFT) + i;
+
+		if (c->ns[nsid].written[u >> 3] & (1u << (u & 7)))
+			r->old_written[i >> 3] |= (uint8_t)(1u << (i & 7));
+	}
 	r->nsid = nsid;
 	r->off = off;
 	r->len = (uint32_t)len;
-	c->journal_used += len;
+	c->journal_used += need;
 	c->njournal++;
 }
 
@@ -279,8 +288,17 @@ void sim_power_loss(struct sim_ctrl *c)
 	while (c->njournal) {
 		struct sim_journal_rec *r = &c->journal[--c->njournal];
 
-		if (r->nsid && c->ns[r->nsid].valid)
-			memcpy(c->ns[r->nsid].media + r->off, r->old, r->len);
+		if (r->nsid && c->ns[r->nsid].valid) {
+			struct sim_ns *ns = &c->ns[r->nsid];
+
+			memcpy(ns->media + r->off, r->old, r->len);
+			for (uint64_t i = 0; i < r->len >> UNIT_SHIFT; i++) {
+				uint64_t u = (r->off >> UNIT_SHIFT) + i;
+				int was = !!(r->old_written[i >> 3] & (1u << (i & 7)));
+
+				bits_set(ns->written, u << UNIT_SHIFT, 1u << UNIT_SHIFT, was);
+			}
+		}
 	}
 	c->journal_used = 0;
 	sim_queues_reset(c);
