@@ -82,7 +82,7 @@ async def test_duplicate_completion_is_recorded_not_fatal(nvme0, nvme0n1, qpair,
     with nvme0.sim.duplicate(opcode=0x02, qid=qpair.qid) as fault:
         assert (await nvme0n1.read(qpair, buf, 0)).ok
         assert fault.hits == 1
-    await asyncio.sleep(0.01)
+    await wait_for_state(lambda: len(nvme0.bad_completions) > before, "the duplicate CQE was seen")
     assert (await nvme0n1.read(qpair, buf, 0)).ok            # the queue goes on
     bad = nvme0.bad_completions[before:]
     assert len(bad) == 1 and bad[0].sqid == qpair.qid and bad[0].ok

@@ -9,6 +9,7 @@ import aionvme
 from aionvme.exceptions import status as S
 from aionvme import _core
 from aionvme.exceptions import VerifyError
+from simconf import wait_for_state
 
 NSID = 1
 
@@ -151,9 +152,9 @@ async def test_read_completed_late_after_an_overlapping_write(nvme0, nvme0n1, qp
     """The read ran before the write but completes after it: its old data is no alarm."""
     await written(nvme0n1, qpair, 1700, 4, fill=0x01)
     r = aionvme.Buffer(2048)
-    with nvme0.sim.delay(delay_ms=200, opcode=0x02, nsid=NSID):
+    with nvme0.sim.delay(delay_ms=200, opcode=0x02, nsid=NSID) as fault:
         read = nvme0n1.read(qpair, r, 1700, 4)
-        await asyncio.sleep(0.02)
+        await wait_for_state(lambda: fault.hits == 1, "the device ran the read")
         await written(nvme0n1, qpair, 1702, 4, fill=0x02)
         await read
     assert r[16] == 0x01
@@ -162,10 +163,10 @@ async def test_read_completed_late_after_an_overlapping_write(nvme0, nvme0n1, qp
 
 async def test_overlapping_writes_in_flight_leave_the_lbas_unknown(nvme0, nvme0n1, qpair, verify):
     """Which of two overlapping writes lands last is unknown to the host."""
-    with nvme0.sim.delay(delay_ms=200, opcode=0x01, nsid=NSID):
+    with nvme0.sim.delay(delay_ms=200, opcode=0x01, nsid=NSID) as fault:
         first = written(nvme0n1, qpair, 1800, 4, fill=0x01)
         task = asyncio.ensure_future(first)
-        await asyncio.sleep(0.02)
+        await wait_for_state(lambda: fault.hits == 1, "the device ran the first write")
         await written(nvme0n1, qpair, 1801, 2, fill=0x02)
         await task
     assert table(nvme0n1).get(1800) > 2 and table(nvme0n1).get(1803) > 2
