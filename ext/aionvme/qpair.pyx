@@ -21,7 +21,7 @@ cdef inline uint64_t _mono_ns() noexcept nogil:
 
 
 cdef class Completion:
-    """A completion queue entry (4.6) as the host received it."""
+    """A completion queue entry (4.2) as the host received it."""
     cdef readonly uint32_t cdw0
     cdef readonly uint32_t cdw1
     cdef readonly uint16_t sqhd

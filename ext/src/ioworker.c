@@ -476,7 +476,7 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 			}
 			if (k) {
 				put64(&st->submitted, w.submitted);
-				/* 3.1.3.25: one SQ tail doorbell for the batch. */
+				/* one SQ tail doorbell (SQyTDBL) for the batch */
 				if (anv_qpair_ring(qp) < 0) {
 					w.reason = ANV_IOW_END_DEVICE;
 					break;
