@@ -274,6 +274,8 @@ class PduReader:
             if not hlen <= plen <= TERM_MAX_PLEN:
                 raise bad(f"{name} PLEN {plen} is outside {hlen}..{TERM_MAX_PLEN}", 4)
             return
+        if plen < hlen + hd:
+            raise bad(f"{name} PLEN {plen} is shorter than its header ({hlen + hd})", 4)
         if ptype not in WITH_DATA or plen == hlen + hd:
             if pdo != 0:
                 raise bad(f"{name} PDO {pdo} is not 0 (the PDU has no data)", 3)
