@@ -53,7 +53,7 @@ class FakeTransport:
 
 
 def _templates(hd: bool, dd: bool) -> list[bytes]:
-    kw = dict(hdgst=hd, ddgst=dd)
+    kw = {"hdgst": hd, "ddgst": dd}
     connect_data = F.connect_data(bytes(16), 0xFFFF, "nqn.2026-12.io.aionvme:sim", "nqn.fuzz")
     return [
         P.capsule_cmd(F.sqe(0x06, 1, flags=F.PSDT_SGL, cdw10=1,
@@ -178,7 +178,7 @@ async def test_command_level_hostility(target: Target) -> None:
 
 # -- the host against fake targets -------------------------------------------------------
 def _host_templates(cid_read: int, cid_write: int, hd: bool, dd: bool) -> list[bytes]:
-    kw = dict(hdgst=hd, ddgst=dd)
+    kw = {"hdgst": hd, "ddgst": dd}
     cqe = struct.pack("<IIHHHH", 0, 0, 1, 1, cid_read, 0)
     return [
         P.capsule_resp(cqe, hdgst=hd),
@@ -213,7 +213,7 @@ async def test_fuzz_host() -> None:
         view = memoryview(arena)[4096:8192]          # the command's buffer, canaries around it
         rd = q.submit(F.sqe(0x02, nsid=1, cdw12=7), data_in=view, timeout=None)
         wr = q.submit(F.sqe(0x01, nsid=1, cdw12=7), data_out=bytes(4096), timeout=None)
-        cid_read, cid_write = [cid for cid in q.slots]
+        cid_read, cid_write = list(q.slots)
         raw = _mutate(rng, rng.choice(_host_templates(cid_read, cid_write, hd, dd)))
         q._feed(raw)                                  # never raises
         assert arena[:4096] == b"\xAA" * 4096 and arena[8192:] == b"\xAA" * 4096

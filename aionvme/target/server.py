@@ -25,8 +25,7 @@ from aionvme.controller import Controller
 from aionvme.exceptions import InterfaceError, NvmeError, QueueDeletedError
 from aionvme.transport.tcp import fabrics as F
 from aionvme.transport.tcp import pdu as P
-from aionvme.transport.tcp.errors import (FES_DATA_OUT_OF_RANGE, FES_INVALID_PDU_HDR,
-                                          FES_PDU_SEQ_ERR, PduError)
+from aionvme.transport.tcp.errors import FES_DATA_OUT_OF_RANGE, FES_INVALID_PDU_HDR, PduError
 
 log = logging.getLogger("aionvme.target")
 
@@ -469,7 +468,8 @@ class _Connection(asyncio.Protocol):
         task.add_done_callback(self.tasks.discard)
 
     async def _execute(self, cmd: _Cmd) -> None:
-        status, cdw0, cdw1, data = 0, 0, 0, b""
+        status, cdw0, cdw1 = 0, 0, 0
+        data: Any = b""
         try:
             if cmd.failed:
                 status = cmd.failed

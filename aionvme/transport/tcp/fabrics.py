@@ -28,7 +28,9 @@ SC_SGL_INVALID_OFFSET, SC_TRANSIENT_TRANSPORT = 0x16, 0x22
 
 # SGL descriptor types (byte 15 of the descriptor: type << 4 | subtype)
 SGL_DATA_BLOCK_OFFSET = 0x01     # Data Block, subtype Offset: in-capsule data
-SGL_TRANSPORT_DATA_BLOCK = 0x50  # Transport SGL Data Block: data by R2T/H2CData or C2HData
+# Transport SGL Data Block (type 5h), subtype Ah (transport specific): data by
+# R2T/H2CData or C2HData.  Linux's nvme-tcp host sends exactly 5Ah.
+SGL_TRANSPORT_DATA_BLOCK = 0x5A
 PSDT_SGL = 0x40                  # SQE flags bits 7:6 = 01b: SGLs for data (no metadata SGL)
 
 # Fabrics properties (the registers of a fabrics controller)

@@ -90,6 +90,7 @@ class TcpQueue:
         self.closed = False
         self.sent = 0        # commands sent
         self.completed = 0   # responses taken
+        self.last_cid = -1   # the CID submit() used last
 
     # -- life cycle ------------------------------------------------------------------
     async def open(self, host: str, port: int, timeout: float) -> None:
@@ -346,6 +347,7 @@ class TcpQueue:
                 self._free.append(cid)
             raise
         self.sent += 1
+        self.last_cid = cid
         if timeout:
             slot.timer = self.loop.call_later(timeout, self._expire, cid, slot, timeout)
         return fut
