@@ -43,7 +43,7 @@ OP_DELETE_SQ, OP_CREATE_SQ, OP_GET_LOG, OP_DELETE_CQ, OP_CREATE_CQ = 0x00, 0x01,
 OP_IDENTIFY, OP_SET_FEATURES, OP_GET_FEATURES, OP_AER, OP_KEEP_ALIVE = 0x06, 0x09, 0x0A, 0x0C, 0x18
 OP_DBBUF = 0x7C
 FID_NUM_QUEUES, FID_KATO = 0x07, 0x0F
-SC_CID_CONFLICT, SC_AER_LIMIT = 0x03, 0x05
+SC_CID_CONFLICT, SC_AER_LIMIT, SC_FEATURE_NOT_SAVEABLE = 0x03, 0x05, 0x0D
 SC_ABORTED_SQ_DELETION = 0x08
 OP_FORMAT, OP_SANITIZE = 0x80, 0x84
 
@@ -165,9 +165,11 @@ class Target:
     def cap(self) -> int:
         """CAP of every fabrics controller: the backend's, with MQES one lower (a
         fabrics queue of SQSIZE + 1 entries holds SQSIZE + 1 commands, a PCIe
-        queue one less) and CQR set (5 of the Base Specification: fabrics)."""
+        queue one less), CQR set, DSTRD 0 (no doorbells) and NSSRS clear (the
+        target offers no NVM Subsystem Reset)."""
         mqes = max(1, min((self._cap & 0xFFFF) - 1, 0xFFFE))
-        return (self._cap & ~0xFFFF) | mqes | (1 << 16)
+        cap = (self._cap & ~0xFFFF) | mqes | (1 << 16)
+        return cap & ~((0xF << 32) | (1 << 36))
 
     @property
     def mqes(self) -> int:
@@ -240,6 +242,11 @@ class Target:
         self.associations.pop(assoc.cntlid, None)
         for conn in list(assoc.queues.values()):
             conn.abort(why)
+
+    async def reset_backend(self) -> None:
+        """Reset the backend controller (its Qpairs are connected again by it)."""
+        await self.nvme.reset()
+        self._lba_sizes.clear()
 
     async def lba_size(self, nsid: int) -> int:
         """The LBA data size of namespace ``nsid`` on the backend (0: not an
@@ -400,7 +407,9 @@ class _Connection(asyncio.Protocol):
             return self.respond(cid, status=_status(0, F.SC_INVALID_FIELD))
         kind, address, length = F.parse_sgl(sqe)
         cmd = _Cmd(cid, bytes(sqe), direction, length)
-        if direction == 3:
+        if direction == 3 and length:
+            # NVMe/TCP moves a command's data one way; with no data the backend
+            # answers the opcode itself (Invalid Opcode, for most).
             return self.respond(cid, status=_status(0, F.SC_INVALID_FIELD))
         if kind == F.SGL_DATA_BLOCK_OFFSET:
             # in-capsule data at offset ADDRESS (ICDOFF is 0)
@@ -530,14 +539,14 @@ class _Connection(asyncio.Protocol):
                 return _status(0, F.SC_INVALID_FIELD), 0, 0, b""
             if fctype == F.FCTYPE_PROPERTY_GET:
                 v = {F.PROP_CAP: self.t.cap, F.PROP_VS: self.t._vs, F.PROP_CC: assoc.cc,
-                     F.PROP_CSTS: assoc.csts, F.PROP_NSSR: 0}[offset]
+                     F.PROP_CSTS: assoc.csts, F.PROP_NSSR: 0}[offset]  # NSSR reads 0
                 return 0, v & 0xFFFFFFFF, v >> 32, b""
             if offset == F.PROP_CC:
-                self._set_cc(assoc, value & 0xFFFFFFFF)
+                await self._set_cc(assoc, value & 0xFFFFFFFF)
                 return ok
-            if offset == F.PROP_NSSR:
-                return ok  # NSSR: a subsystem reset is not offered (CAP.NSSRS is the backend's)
-            return _status(0, F.SC_INVALID_FIELD), 0, 0, b""  # CAP, VS, CSTS are read-only
+            # CAP, VS, CSTS are read only and NSSR is not offered (CAP.NSSRS 0):
+            # Invalid Field, as Linux's nvmet answers a Property Set of them
+            return _status(0, F.SC_INVALID_FIELD), 0, 0, b""
         if fctype == F.FCTYPE_DISCONNECT:
             if self.qid == 0:
                 return _status(0, F.SC_INVALID_FIELD), 0, 0, b""
@@ -546,18 +555,43 @@ class _Connection(asyncio.Protocol):
             return ok
         return _status(0, F.SC_INVALID_FIELD), 0, 0, b""
 
-    def _set_cc(self, assoc: Association, cc: int) -> None:
+    def _cc_valid(self, cc: int) -> bool:
+        """Whether CC can be honoured when EN goes to 1 (3.1.3.5): MPS within
+        CAP.MPSMIN..MPSMAX, a command set CAP.CSS offers, 64-byte SQEs and 16-byte
+        CQEs (the sizes Identify SQES/CQES require of an NVM controller)."""
+        cap = self.t.cap
+        mps, css = (cc >> 7) & 0xF, (cc >> 4) & 7
+        capcss = (cap >> 37) & 0xFF
+        css_ok = {0: capcss & 1, 6: capcss & (1 << 6), 7: capcss & (1 << 7)}.get(css, 0)
+        return (((cap >> 48) & 0xF) <= mps <= ((cap >> 52) & 0xF) and bool(css_ok)
+                and (cc >> 16) & 0xF == 6 and (cc >> 20) & 0xF == 4)
+
+    async def _set_cc(self, assoc: Association, cc: int) -> None:
         was = assoc.cc
         assoc.cc = cc
         if cc & 1 and not was & 1:
-            assoc.csts = (assoc.csts & ~0xC) | 1            # RDY
+            if self._cc_valid(cc):
+                assoc.csts = (assoc.csts & ~0xE) | 1         # RDY; SHST back to 00b
+            else:
+                assoc.csts = (assoc.csts & ~0x1) | 2         # CFS: it cannot be honoured
         elif was & 1 and not cc & 1:
-            assoc.csts &= ~1                                # a controller reset: I/O queues end
-            for qid, conn in list(assoc.queues.items()):
-                if qid:
-                    conn.abort("controller reset (CC.EN cleared)")
-        if (cc >> 14) & 3:
+            assoc.csts &= ~0x3                              # a controller reset: I/O queues end
+            await self._reset_association(assoc)
+        if (cc >> 14) & 3 and assoc.csts & 1:
             assoc.csts = (assoc.csts & ~0xC) | (2 << 2)     # SHST: shutdown complete
+
+    async def _reset_association(self, assoc: Association) -> None:
+        """CC.EN 1 -> 0: the association's I/O queues end; when it is the only
+        association, the backend controller is reset too, so that the host sees
+        what a reset does (features back to their saved values, ...)."""
+        conns = [c for qid, c in assoc.queues.items() if qid]
+        for conn in conns:
+            conn.abort("controller reset (CC.EN cleared)")
+        for conn in conns:
+            await conn.drained()
+        others = [a for a in self.t.associations.values() if a is not assoc and not a.discovery]
+        if not assoc.discovery and not others:
+            await self.t.reset_backend()
 
     async def _connect(self, cmd: _Cmd) -> tuple[int, int, int, Any]:
         def invalid(offset: int, in_data: bool) -> tuple[int, int, int, Any]:
@@ -644,6 +678,20 @@ class _Connection(asyncio.Protocol):
             return None
         if opcode in (OP_DELETE_SQ, OP_CREATE_SQ, OP_DELETE_CQ, OP_CREATE_CQ, OP_DBBUF):
             return _status(0, F.SC_INVALID_OPCODE), 0, 0, b""  # queues are Connects here
+        sel = (cdw10 >> 8) & 7
+        if opcode == OP_GET_FEATURES and cdw10 & 0xFF in (FID_KATO, FID_NUM_QUEUES) and sel:
+            # 5.27.1: SEL 3 is the capabilities (changeable, not saveable, not
+            # namespace specific), SEL 1/2 the default (= saved) value, others reserved
+            if sel == 3:
+                return 0, 0x4, 0, b""
+            if sel > 3:
+                return _status(0, F.SC_INVALID_FIELD), 0, 0, b""
+            if cdw10 & 0xFF == FID_KATO:
+                return 0, 0, 0, b""
+            n = self.t.nvme.max_io_queues
+            return 0, (n - 1) | ((n - 1) << 16), 0, b""
+        if opcode == OP_SET_FEATURES and cdw10 & 0xFF == FID_KATO and cdw10 >> 31:
+            return _status(1, SC_FEATURE_NOT_SAVEABLE), 0, 0, b""
         if opcode in (OP_SET_FEATURES, OP_GET_FEATURES) and cdw10 & 0xFF == FID_KATO:
             if opcode == OP_SET_FEATURES:
                 assoc.kato_ms = cdw11
@@ -651,6 +699,8 @@ class _Connection(asyncio.Protocol):
             return 0, assoc.kato_ms, 0, b""
         if opcode in (OP_SET_FEATURES, OP_GET_FEATURES) and cdw10 & 0xFF == FID_NUM_QUEUES:
             top = self.t.nvme.max_io_queues
+            if opcode == OP_SET_FEATURES and cdw10 >> 31:
+                return _status(1, SC_FEATURE_NOT_SAVEABLE), 0, 0, b""
             if opcode == OP_SET_FEATURES:
                 if cdw11 & 0xFFFF == 0xFFFF or cdw11 >> 16 == 0xFFFF:
                     return _status(0, F.SC_INVALID_FIELD), 0, 0, b""
