@@ -76,6 +76,14 @@ async def test_address_without_nqn_uses_discovery(served: int) -> None:
         assert nvme0.id_data(1023, 768, str) == NQN
 
 
+async def test_pynvme_2_tcp_alias(served: int) -> None:
+    assert aionvme.Tcp("::1", 4430, "nqn.x") == "tcp://[::1]:4430/nqn.x"
+    with pytest.raises(InterfaceError):
+        aionvme.Tcp("127.0.0.1", 0)
+    async with aionvme.Controller(aionvme.Tcp(b"127.0.0.1", served)) as nvme0:
+        assert nvme0[0x1C] & 1
+
+
 async def test_bad_addresses() -> None:
     with pytest.raises(InterfaceError):
         await aionvme.Controller("tcp://127.0.0.1:99999/nqn.x")

@@ -235,3 +235,24 @@ def looks_like_tcp(addr: str | bytes) -> bool:
         return True
     except ValueError:
         return False
+
+
+class Tcp(str):
+    """An NVMe/TCP address for ``Controller(...)`` (pynvme 2.x: ``Tcp(addr, port)``).
+
+    Example:
+        >>> aionvme.Tcp("127.0.0.1", 4420, "nqn.2026-12.io.aionvme:sim")
+        'tcp://127.0.0.1:4420/nqn.2026-12.io.aionvme:sim'
+    """
+
+    def __new__(cls, addr: str | bytes = "127.0.0.1", port: int = DEFAULT_PORT,
+                nqn: str | None = None) -> "Tcp":
+        from aionvme.exceptions import InterfaceError
+        host = addr.decode() if isinstance(addr, bytes) else addr
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise InterfaceError(f"port {port!r} is outside 1..65535")
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        text = f"tcp://{host}:{port}" + (f"/{nqn}" if nqn else "")
+        parse_address(text)   # the same checks as a written address
+        return str.__new__(cls, text)
