@@ -86,6 +86,7 @@ class Association:
     io_queues_granted: int = 0
     aers: list[tuple["_Connection", int]] = field(default_factory=list)
     ka_timer: asyncio.TimerHandle | None = None
+    last_seen: float = 0.0
     keep_alives: int = 0
     ended: str = ""
 
@@ -221,14 +222,22 @@ class Target:
         return assoc
 
     def restart_keep_alive(self, assoc: Association) -> None:
-        if assoc.ka_timer is not None:
-            assoc.ka_timer.cancel()
-            assoc.ka_timer = None
-        if assoc.kato_ms and not assoc.ended:
-            loop = asyncio.get_running_loop()
-            assoc.ka_timer = loop.call_later(assoc.kato_ms / 1000, self._keep_alive_expired, assoc)
+        """The Keep Alive Timer starts again: a timer of KATO, which when it fires
+        looks at when the association was last heard (cheap per command)."""
+        loop = asyncio.get_running_loop()
+        assoc.last_seen = loop.time()
+        if assoc.kato_ms and not assoc.ended and assoc.ka_timer is None:
+            assoc.ka_timer = loop.call_later(assoc.kato_ms / 1000, self._keep_alive_check, assoc)
 
-    def _keep_alive_expired(self, assoc: Association) -> None:
+    def _keep_alive_check(self, assoc: Association) -> None:
+        assoc.ka_timer = None
+        if assoc.ended or not assoc.kato_ms:
+            return
+        loop = asyncio.get_running_loop()
+        left = assoc.last_seen + assoc.kato_ms / 1000 - loop.time()
+        if left > 0:
+            assoc.ka_timer = loop.call_later(left, self._keep_alive_check, assoc)
+            return
         log.warning("controller %d: keep alive timeout (%d ms): association ended",
                     assoc.cntlid, assoc.kato_ms)
         self.end_association(assoc, "keep alive timeout")
@@ -396,6 +405,10 @@ class _Connection(asyncio.Protocol):
 
     def on_capsule(self, pdu: P.Pdu) -> None:
         sqe = pdu.header[8:72]
+        if self.assoc is not None:
+            # Any command counts as traffic for the Keep Alive timer, as Linux's
+            # nvmet counts it: a host busy with I/O is alive.
+            self.t.restart_keep_alive(self.assoc)
         opcode, flags, cid = sqe[0], sqe[1], struct.unpack_from("<H", sqe, 2)[0]
         if self.qid >= 0:
             self.sqhd = (self.sqhd + 1) % (self.sqsize + 1)
@@ -695,6 +708,9 @@ class _Connection(asyncio.Protocol):
         if opcode in (OP_SET_FEATURES, OP_GET_FEATURES) and cdw10 & 0xFF == FID_KATO:
             if opcode == OP_SET_FEATURES:
                 assoc.kato_ms = cdw11
+                if assoc.ka_timer is not None:   # the new KATO counts from now
+                    assoc.ka_timer.cancel()
+                    assoc.ka_timer = None
                 self.t.restart_keep_alive(assoc)
             return 0, assoc.kato_ms, 0, b""
         if opcode in (OP_SET_FEATURES, OP_GET_FEATURES) and cdw10 & 0xFF == FID_NUM_QUEUES:

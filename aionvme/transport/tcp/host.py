@@ -49,7 +49,7 @@ def default_hostnqn() -> str:
 
 
 class _Slot:
-    __slots__ = ("fut", "data_out", "data_in", "received", "timer", "orphan", "sqe")
+    __slots__ = ("fut", "data_out", "data_in", "in_len", "received", "timer", "orphan", "sqe")
 
     def __init__(self, fut: "asyncio.Future[bytes]", sqe: bytes, data_out: memoryview | None,
                  data_in: memoryview | None) -> None:
@@ -57,6 +57,7 @@ class _Slot:
         self.sqe = sqe
         self.data_out = data_out
         self.data_in = data_in
+        self.in_len = len(data_in) if data_in is not None else 0
         self.received = 0
         self.timer: asyncio.TimerHandle | None = None
         self.orphan = False   # its deadline passed: the CID waits for the late response
@@ -250,12 +251,12 @@ class TcpQueue:
         elif t == P.C2H_DATA:
             cccid, _ttag, datao, datal = P.data_fields(pdu)
             slot = self.slots.get(cccid)
-            if slot is None or slot.data_in is None:
+            if slot is None or slot.in_len == 0:
                 raise PduError(f"C2HData for CID {cccid}, which reads no data",
                                FES_INVALID_PDU_HDR, 8, pdu.header)
-            if datao != slot.received or datao + datal > len(slot.data_in):
+            if datao != slot.received or datao + datal > slot.in_len:
                 raise PduError(f"C2HData of {datal} bytes at offset {datao}: the command's "
-                               f"buffer is {len(slot.data_in)} bytes, {slot.received} received",
+                               f"buffer is {slot.in_len} bytes, {slot.received} received",
                                FES_DATA_OUT_OF_RANGE, 12, pdu.header)
             if not pdu.ddgst_ok:
                 raise DataDigestError(f"queue {self.qid}: C2HData for CID {cccid} failed "
@@ -263,7 +264,8 @@ class TcpQueue:
             if pdu.flags & P.F_SUCCESS and not pdu.flags & P.F_LAST:
                 raise PduError("C2HData has SUCCESS without LAST", FES_INVALID_PDU_HDR, 1,
                                pdu.header)
-            slot.data_in[datao:datao + datal] = pdu.data
+            if slot.data_in is not None:   # None once its deadline passed: the data is dropped
+                slot.data_in[datao:datao + datal] = pdu.data
             slot.received = datao + datal
             if pdu.flags & P.F_SUCCESS:
                 self._finish(cccid, cqe=_CQE.pack(0, 0, 0, self.qid, cccid, 0))
