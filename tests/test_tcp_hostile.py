@@ -347,3 +347,49 @@ async def test_host_deadlines() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_fuzz_io_commands_on_a_connected_queue(target: Target) -> None:
+    """Random I/O capsules (opcode, flags, NSID, dwords, SGL kind and length,
+    in-capsule data) on a connected queue: each gets its CapsuleResp (after R2T
+    and H2CData, or C2HData, where the target asks), the simulator behind the
+    target runs the valid ones, and the queue stays connected."""
+    from aionvme.transport.tcp.host import _Slot
+    rng = random.Random(SEED + 2)
+    kinds = [F.SGL_DATA_BLOCK_OFFSET, F.SGL_TRANSPORT_DATA_BLOCK, 0x00, 0x20, 0x50, 0xFF]
+    async with await connect(f"tcp://127.0.0.1:{target.port}/{target.nqn}") as c:
+        q = await c.create_io_queue(16)
+        statuses: dict[int, int] = {}
+        for i in range(3000):
+            opcode = rng.choice([0x00, 0x01, 0x02, 0x04, 0x05, 0x08, 0x09, 0x0C, 0x0D, 0x11,
+                                 0x7F, 0x80, 0xFF, rng.randrange(256)])
+            nsid = rng.choice([1, 1, 1, 0, 2, 0xFFFFFFFF, rng.randrange(1 << 32)])
+            nlb = rng.choice([0, 0, 1, 7, rng.randrange(1 << 16)])
+            slba = rng.choice([0, 8, 1 << 20, rng.randrange(1 << 40)])
+            cdw13 = rng.choice([0, rng.randrange(1 << 32)])
+            kind = rng.choice(kinds)
+            length = rng.choice([0, 512, 4096, (nlb + 1) * 512 & 0xFFFFF, rng.randrange(65536)])
+            flags = rng.choice([F.PSDT_SGL, F.PSDT_SGL, 0x00, 0x80, F.PSDT_SGL | 1])
+            # the data direction: opcode bits 1:0, FCTYPE's for a Fabrics command
+            direction = (nsid & 0xFF if opcode == F.FABRICS_OPCODE else opcode) & 3
+            inline = b""
+            if kind == F.SGL_DATA_BLOCK_OFFSET and direction == 1:
+                inline = os.urandom(min(length, 8192) if rng.random() < 0.8
+                                    else rng.randrange(1, 8192))
+            sqe = F.sqe(opcode, 0, flags=flags, nsid=nsid, cdw10=slba & 0xFFFFFFFF,
+                        cdw11=slba >> 32, cdw12=nlb, cdw13=cdw13, dptr=F.sgl(kind, length))
+            cid = q._free.pop()
+            sqe = sqe[:2] + struct.pack("<H", cid) + sqe[4:]
+            fut = q.loop.create_future()  # type: ignore[union-attr]
+            out = bytes(length) if direction == 1 else None
+            inn = bytearray(length) if direction == 2 else None
+            q.slots[cid] = _Slot(fut, sqe, memoryview(out) if out is not None else None,
+                                 memoryview(inn) if inn is not None else None)
+            q._send(P.capsule_cmd(sqe, inline))
+            cqe = await asyncio.wait_for(fut, 10)
+            status = struct.unpack_from("<H", cqe, 14)[0] >> 1
+            statuses[status] = statuses.get(status, 0) + 1
+            assert not q.closed, f"case {i}: the target ended the connection ({q.error})"
+        assert len(statuses) > 5 and statuses.get(0, 0) > 0, statuses
+        back = bytearray(512)
+        await q.submit(F.sqe(0x02, nsid=1), data_in=back)     # still serving

@@ -764,6 +764,10 @@ class _Connection(asyncio.Protocol):
                 return _status(0, F.SC_SGL_INVALID_LENGTH), 0, 0, b""
             if need:
                 cmd.xfer = need   # a longer SGL gets only the data the command moves
+        if opcode == 0x09:   # Dataset Management: NR + 1 ranges of 16 bytes
+            need = 16 * ((struct.unpack_from("<I", cmd.sqe, 40)[0] & 0xFF) + 1)
+            if cmd.length < need:
+                return _status(0, F.SC_SGL_INVALID_LENGTH), 0, 0, b""
         if self.qpair is None:
             return _status(0, F.SC_CMD_SEQ_ERROR), 0, 0, b""
         return await self._forward(cmd, self.qpair._core)
