@@ -3,6 +3,7 @@
 target cannot share the test's event loop)."""
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Iterator
@@ -87,3 +88,22 @@ async def test_pynvme_2_tcp_alias(served: int) -> None:
 async def test_bad_addresses() -> None:
     with pytest.raises(InterfaceError):
         await aionvme.Controller("tcp://127.0.0.1:99999/nqn.x")
+
+
+async def test_excess_commands_wait_and_waitdone(served: int) -> None:
+    async with aionvme.Controller(f"tcp://127.0.0.1:{served}/{NQN}") as nvme0:
+        ns = await aionvme.Namespace(nvme0, 1)
+        q = await aionvme.Qpair(nvme0, 4)                     # 4 CIDs on the wire
+        bufs = [aionvme.Buffer(512) for _ in range(20)]
+        cpls = await asyncio.gather(*(ns.read(q, b, i) for i, b in enumerate(bufs)))
+        assert all(c.ok for c in cpls)
+        for i in range(3):
+            ns.read(q, bufs[i], i)                            # the seed's style: not awaited
+        assert len(await q.waitdone(3)) == 3
+        strict = await aionvme.Qpair(nvme0, 2, strict=True)
+        futs = [ns.read(strict, bufs[i], i) for i in range(2)]
+        with pytest.raises(aionvme.exceptions.QueueFullError):
+            ns.read(strict, bufs[3], 3)
+        await asyncio.gather(*futs)
+        with pytest.raises(CapabilityError):
+            q.msix_isset()

@@ -31,6 +31,7 @@ from aionvme.transport.tcp import fabrics as F
 from aionvme.transport.tcp.host import TcpController, TcpQueue
 
 CMDLOG_SIZE = 1024
+UNWAITED_KEPT = 4096   # completions kept for waitdone(), as the native queue keeps
 
 
 def _mono_ns() -> int:
@@ -53,6 +54,12 @@ class TcpCoreQpair:
         self._futs: dict[Any, tuple[Any, int]] = {}   # our future -> (the TcpQueue's, seq)
         self._seq = 0
         self._log: collections.deque[list[Any]] = collections.deque(maxlen=CMDLOG_SIZE)
+        self.strict = False            # True: QueueFullError instead of waiting for a CID
+        self._backlog: collections.deque[tuple[Any, tuple[Any, ...], dict[str, Any]]] = \
+            collections.deque()
+        self.unwaited: collections.deque[Any] = collections.deque(maxlen=UNWAITED_KEPT)
+        self.on_unwaited: Callable[[], None] | None = None
+        self.completions = 0
 
     # -- the CoreQpair interface -----------------------------------------------------------
     @property
@@ -63,12 +70,59 @@ class TcpCoreQpair:
     def outstanding(self) -> int:
         return len(self._futs)
 
+    @property
+    def queued(self) -> int:
+        """Commands waiting in the software queue for a free CID."""
+        return len(self._backlog)
+
+    def note_unwaited(self, cpl: Any) -> None:
+        """A completion for ``waitdone()`` (one nobody awaited, or an AER)."""
+        self.unwaited.append(cpl)
+        if self.on_unwaited is not None:
+            self.on_unwaited()
+
     def submit(self, opcode: int, nsid: int = 0, buf: Any = None, xfer_len: int = -1,
                cdw10: int = 0, cdw11: int = 0, cdw12: int = 0, cdw13: int = 0, cdw14: int = 0,
                cdw15: int = 0, cdw2: int = 0, cdw3: int = 0, flags: int = 0, sgl: bool = False,
                cb: Callable | None = None, check: bool = True, timeout: float = 5.0,
                post: Any = None, buf_offset: int = 0, prp1: Any = None,
                prp2: Any = None) -> "asyncio.Future[Any]":
+        """Send a command; when every CID is taken it waits in a software queue
+        (in order) unless ``strict``, as the native queue does."""
+        args = (opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13, cdw14, cdw15, cdw2,
+                cdw3, flags)
+        kw = {"cb": cb, "check": check, "timeout": timeout, "post": post,
+              "buf_offset": buf_offset, "prp1": prp1, "prp2": prp2}
+        q = self.queue
+        if q is not None and not q.closed and (self._backlog or not q._free):
+            if not self._live:
+                raise QueueDeletedError(f"queue {self.qid} was deleted")
+            if self.strict:
+                from aionvme.exceptions import QueueFullError
+                raise QueueFullError(f"queue {self.qid} has {q.depth} commands outstanding, "
+                                     f"the most its depth allows")
+            fut = self.loop.create_future()
+            self._backlog.append((fut, args, kw))
+            return fut
+        return self._issue(*args, **kw)
+
+    def _drain_backlog(self) -> None:
+        q = self.queue
+        while self._backlog and q is not None and not q.closed and q._free:
+            fut, args, kw = self._backlog.popleft()
+            if fut.done():
+                continue
+            try:
+                inner = self._issue(*args, **kw)
+            except Exception as e:
+                fut.set_exception(e)
+                continue
+            _chain(inner, fut)
+
+    def _issue(self, opcode: int, nsid: int, buf: Any, xfer_len: int, cdw10: int, cdw11: int,
+               cdw12: int, cdw13: int, cdw14: int, cdw15: int, cdw2: int, cdw3: int,
+               flags: int, *, cb: Callable | None, check: bool, timeout: float, post: Any,
+               buf_offset: int, prp1: Any, prp2: Any) -> "asyncio.Future[Any]":
         if not self._live:
             raise QueueDeletedError(f"queue {self.qid} was deleted")
         if prp1 is not None or prp2 is not None:
@@ -115,6 +169,9 @@ class TcpCoreQpair:
             if buf is not None:
                 buf._inflight -= 1
             entry[4] = _mono_ns()
+            self.completions += 1
+            if self._backlog:
+                self.loop.call_soon(self._drain_backlog)
             if f.cancelled():
                 if not fut.done():
                     fut.cancel()
@@ -143,6 +200,8 @@ class TcpCoreQpair:
                     err = err or e
             if fut.done():
                 return
+            if not fut._callbacks:   # nobody awaits it: the seed's waitdone() collects it
+                self.note_unwaited(cpl)
             if err is not None:
                 fut.set_exception(err)
             elif check and cpl.raw_status >> 1:
@@ -163,6 +222,10 @@ class TcpCoreQpair:
             if not fut.done():
                 fut.set_exception(exc_factory(0))
         self._futs.clear()
+        while self._backlog:
+            fut, _, _ = self._backlog.popleft()
+            if not fut.done():
+                fut.set_exception(exc_factory(0))
 
     def reset_rings(self, exc_factory: Callable[[int], Exception]) -> None:
         """The queue is gone (a reset): what is outstanding fails; the connection is
@@ -186,6 +249,20 @@ class TcpCoreQpair:
 
     def opcode_of(self, cid: int) -> int:
         return -1
+
+
+def _chain(inner: "asyncio.Future[Any]", outer: "asyncio.Future[Any]") -> None:
+    """``outer`` (a queued command's future) follows ``inner`` (its submission)."""
+    def done(f: "asyncio.Future[Any]") -> None:
+        if outer.done():
+            return
+        if f.cancelled():
+            outer.cancel()
+        elif f.exception() is not None:
+            outer.set_exception(f.exception())  # type: ignore[arg-type]
+        else:
+            outer.set_result(f.result())
+    inner.add_done_callback(done)
 
 
 class TcpTransport:
@@ -316,6 +393,14 @@ class TcpTransport:
     def msix_mask(self, vector: int, masked: bool) -> None:
         raise CapabilityError("MSI-X: the tcp transport has no MSI-X", backend="tcp",
                               capability=caps.MSIX)
+
+    def msix_pending(self, vector: int) -> bool:
+        self.msix_mask(vector, True)   # raises: no MSI-X
+        return False
+
+    def irq_count(self, vector: int) -> int:
+        self.msix_mask(vector, True)   # raises: no MSI-X
+        return 0
 
     def doorbell_fds(self) -> Any:
         raise CapabilityError("ioworkers: the tcp transport has no native ioworker yet",
