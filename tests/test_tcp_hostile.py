@@ -393,3 +393,24 @@ async def test_fuzz_io_commands_on_a_connected_queue(target: Target) -> None:
         assert len(statuses) > 5 and statuses.get(0, 0) > 0, statuses
         back = bytearray(512)
         await q.submit(F.sqe(0x02, nsid=1), data_in=back)     # still serving
+
+
+async def test_more_commands_than_the_queue_holds(target: Target) -> None:
+    """A host past SQSIZE + 1 outstanding commands broke SQ flow control: the
+    target ends the connection with a C2HTermReq (PDU Sequence Error)."""
+    from aionvme.transport.tcp.host import _Slot
+    async with await connect(f"tcp://127.0.0.1:{target.port}/{target.nqn}") as c:
+        q = await c.create_io_queue(2)                   # SQSIZE 1: two commands
+        with target.nvme.sim.drop(opcode=0x02, count=-1):
+            futs = [q.submit(F.sqe(0x02, nsid=1), data_in=bytearray(512), timeout=None)
+                    for _ in range(2)]
+            fut = q.loop.create_future()  # type: ignore[union-attr]
+            q.slots[7] = _Slot(fut, b"", None, None)        # a third, past the queue
+            q._send(P.capsule_cmd(F.sqe(0x02, 7, flags=F.PSDT_SGL, nsid=1,
+                                        dptr=F.sgl(F.SGL_TRANSPORT_DATA_BLOCK, 0))))
+            with pytest.raises(TermReqReceived) as e:
+                await asyncio.wait_for(fut, 5)
+            assert e.value.fes == 0x02
+            for f in futs:
+                with pytest.raises(TransportError):
+                    await f

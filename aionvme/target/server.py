@@ -25,7 +25,8 @@ from aionvme.controller import Controller
 from aionvme.exceptions import InterfaceError, NvmeError, QueueDeletedError
 from aionvme.transport.tcp import fabrics as F
 from aionvme.transport.tcp import pdu as P
-from aionvme.transport.tcp.errors import FES_DATA_OUT_OF_RANGE, FES_INVALID_PDU_HDR, PduError
+from aionvme.transport.tcp.errors import (FES_DATA_OUT_OF_RANGE, FES_INVALID_PDU_HDR,
+                                          FES_PDU_SEQ_ERR, PduError)
 
 log = logging.getLogger("aionvme.target")
 
@@ -36,6 +37,7 @@ IOCCSZ = (64 + CAPSULE_DATA) // 16
 IORCSZ = 1                   # 16-byte response capsules
 KAS_100MS = 1                # Keep Alive Support: granularity 100 ms
 MAXCMD = 128
+PRE_CONNECT_COMMANDS = 32   # outstanding before a Connect sized the queue
 DRAIN_GRACE_S = 2.0          # a closed queue's commands may finish for this long
 
 # admin opcodes the target answers itself
@@ -44,7 +46,7 @@ OP_IDENTIFY, OP_SET_FEATURES, OP_GET_FEATURES, OP_AER, OP_KEEP_ALIVE = 0x06, 0x0
 OP_DBBUF = 0x7C
 FID_NUM_QUEUES, FID_KATO = 0x07, 0x0F
 SC_CID_CONFLICT, SC_AER_LIMIT, SC_FEATURE_NOT_SAVEABLE = 0x03, 0x05, 0x0D
-SC_ABORTED_SQ_DELETION = 0x08
+SC_ABORTED_SQ_DELETION, SC_INTERNAL = 0x08, 0x06
 OP_FORMAT, OP_SANITIZE = 0x80, 0x84
 
 _CQE = struct.Struct("<IIHHHH")
@@ -414,6 +416,12 @@ class _Connection(asyncio.Protocol):
             self.sqhd = (self.sqhd + 1) % (self.sqsize + 1)
         if cid in self.cmds:
             return self.respond(cid, status=_status(0, SC_CID_CONFLICT))
+        limit = self.sqsize + 1 if self.qid >= 0 else PRE_CONNECT_COMMANDS
+        if len(self.cmds) >= limit:
+            # More commands than the queue holds (SQSIZE + 1): the host broke SQ flow
+            # control.  Linux's nvmet ends the connection ("out of commands") too.
+            raise PduError(f"a command beyond the queue's {limit} entries", FES_PDU_SEQ_ERR, 0,
+                           pdu.header)
         fctype = sqe[4] if opcode == F.FABRICS_OPCODE else -1
         direction = (fctype if fctype >= 0 else opcode) & 3
         if flags & 0xC0 != F.PSDT_SGL:
@@ -434,6 +442,8 @@ class _Connection(asyncio.Protocol):
             if length != len(pdu.data):
                 return self.respond(cid, status=_status(0, F.SC_SGL_INVALID_LENGTH))
             cmd.buf = self._buffer(length)
+            if cmd.buf is None:
+                return self.respond(cid, status=_status(0, SC_INTERNAL, dnr=False))
             cmd.buf[0:length] = pdu.data
             cmd.received = length
             if not pdu.ddgst_ok:
@@ -445,6 +455,8 @@ class _Connection(asyncio.Protocol):
                 return self.respond(cid, status=_status(0, F.SC_INVALID_FIELD))
             if length:
                 cmd.buf = self._buffer(length)
+                if cmd.buf is None:
+                    return self.respond(cid, status=_status(0, SC_INTERNAL, dnr=False))
         else:
             return self.respond(cid, status=_status(0, F.SC_SGL_INVALID_TYPE))
         self.cmds[cid] = cmd
@@ -481,7 +493,13 @@ class _Connection(asyncio.Protocol):
 
     @staticmethod
     def _buffer(length: int) -> Any:
-        return _core.Buffer(max(4096, (length + 4095) // 4096 * 4096), "nvme/tcp target")
+        """The backend Buffer a command's data lives in; None when the DMA arena is
+        out of room (the command then fails with Internal Error, as nvmet's
+        allocation failures do)."""
+        try:
+            return _core.Buffer(max(4096, (length + 4095) // 4096 * 4096), "nvme/tcp target")
+        except MemoryError:
+            return None
 
     # -- executing --------------------------------------------------------------------------
     def _start(self, cmd: _Cmd) -> None:
