@@ -88,6 +88,13 @@ async def test_pynvme_2_tcp_alias(served: int) -> None:
 async def test_bad_addresses() -> None:
     with pytest.raises(InterfaceError):
         await aionvme.Controller("tcp://127.0.0.1:99999/nqn.x")
+    import socket
+    with socket.socket() as s:          # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from aionvme.transport.tcp.errors import TransportError
+    with pytest.raises(TransportError, match="cannot connect"):
+        await aionvme.Controller(f"tcp://127.0.0.1:{port}/nqn.x")
 
 
 async def test_excess_commands_wait_and_waitdone(served: int) -> None:

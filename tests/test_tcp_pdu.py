@@ -169,7 +169,7 @@ def test_addresses(addr: str | bytes, want: tuple[str, int, str]) -> None:
 
 def test_bad_addresses() -> None:
     from aionvme.exceptions import InterfaceError
-    for bad in ("tcp://", "tcp://h:0", "tcp://h:x", "tcp://h:70000"):
+    for bad in ("tcp://", "tcp://h:", "tcp://h:0", "tcp://h:x", "tcp://h:70000"):
         with pytest.raises(InterfaceError):
             F.parse_address(bad)
     assert not F.looks_like_tcp("sim") and not F.looks_like_tcp("0000:01:00.0")

@@ -209,6 +209,8 @@ def parse_address(addr: str | bytes) -> tuple[str, int, str]:
         port_s = tail[1:] if tail.startswith(":") else ""
     elif hostport.count(":") == 1:
         host, _, port_s = hostport.partition(":")
+        if not port_s:
+            raise InterfaceError(f"address {text!r}: the port after ':' is missing")
     else:
         host, port_s = hostport, ""
     if not host:

@@ -98,14 +98,25 @@ class TcpQueue:
         loop = asyncio.get_running_loop()
         self.loop = loop
         deadline = time.monotonic() + timeout
-        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM),
-                                       timeout)
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+        except OSError as e:
+            raise TransportError(f"{host}:{port}: no such address ({e})") from e
+        except asyncio.TimeoutError:
+            raise CommandTimeout(f"{host}:{port}: name lookup took over {timeout} s") from None
         family, stype, proto, _, sockaddr = infos[0]
         sock = socket.socket(family, stype, proto)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             await asyncio.wait_for(loop.sock_connect(sock, sockaddr), timeout)
+        except OSError as e:
+            sock.close()
+            raise TransportError(f"cannot connect to {host}:{port}: {e.strerror or e}") from e
+        except asyncio.TimeoutError:
+            sock.close()
+            raise CommandTimeout(f"cannot connect to {host}:{port} within {timeout} s") from None
         except BaseException:
             sock.close()
             raise
