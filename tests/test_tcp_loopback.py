@@ -242,3 +242,22 @@ def test_serve_command_and_register_access() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
+
+
+async def test_reset_and_enable_checks_over_properties(target: Target) -> None:
+    async with await connect(url(target)) as c:
+        q = await c.create_io_queue(4)
+        await c.set_property(F.PROP_CC, 0)                     # CC.EN 1 -> 0: a reset
+        assert await c.get_property(F.PROP_CSTS) & 1 == 0
+        await until(lambda: q.closed)                         # its I/O queues end
+        good = (6 << 16) | (4 << 20) | 1
+        await c.set_property(F.PROP_CC, good | (5 << 7))      # MPS above CAP.MPSMAX
+        assert await c.get_property(F.PROP_CSTS) & 3 == 2     # CFS, not RDY
+        await c.set_property(F.PROP_CC, 0)
+        assert await c.get_property(F.PROP_CSTS) & 3 == 0     # the reset clears CFS
+        await c.set_property(F.PROP_CC, good)
+        assert await c.get_property(F.PROP_CSTS) & 3 == 1
+        c.io_queues.clear()
+        q2 = await c.create_io_queue(4)                       # queues can connect again
+        back = bytearray(LBA)
+        assert cqe_status(await q2.submit(rw(0x02, 0, 1), data_in=back)) == (0, 0)
