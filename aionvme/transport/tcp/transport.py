@@ -60,6 +60,11 @@ class TcpCoreQpair:
         self.unwaited: collections.deque[Any] = collections.deque(maxlen=UNWAITED_KEPT)
         self.on_unwaited: Callable[[], None] | None = None
         self.completions = 0
+        self.reaped_at = 0.0           # when a response last arrived (monotonic)
+        # The stall watch's inputs: a TCP queue's deadlines are its TcpQueue's timers and a
+        # dead peer shows as a closed connection (and Keep Alive), so nothing expires here.
+        self.expired_since = 0.0
+        self.stuck: str | None = None  # why the device is stuck: submit refuses (None: not)
 
     # -- the CoreQpair interface -----------------------------------------------------------
     @property
@@ -86,9 +91,15 @@ class TcpCoreQpair:
                cdw15: int = 0, cdw2: int = 0, cdw3: int = 0, flags: int = 0, sgl: bool = False,
                cb: Callable | None = None, check: bool = True, timeout: float = 5.0,
                post: Any = None, buf_offset: int = 0, prp1: Any = None,
-               prp2: Any = None) -> "asyncio.Future[Any]":
+               prp2: Any = None, dev_len: int = -1) -> "asyncio.Future[Any]":
         """Send a command; when every CID is taken it waits in a software queue
-        (in order) unless ``strict``, as the native queue does."""
+        (in order) unless ``strict``, as the native queue does.  ``dev_len`` (what
+        the command's fields make the device move) needs nothing here: the SGL
+        carries the buffer's length, and a target answers a command longer than
+        its SGL with Data SGL Length Invalid, never reaching past the buffer."""
+        if self.stuck is not None:
+            from aionvme.exceptions import DeviceError
+            raise DeviceError(self.stuck)
         args = (opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13, cdw14, cdw15, cdw2,
                 cdw3, flags)
         kw = {"cb": cb, "check": check, "timeout": timeout, "post": post,
@@ -186,6 +197,7 @@ class TcpCoreQpair:
                 return
             cqe = f.result()
             entry[2] = cqe
+            self.reaped_at = time.monotonic()
             cpl = _core.Completion.from_bytes(bytes(cqe))
             err = None
             if post is not None:
