@@ -9,6 +9,9 @@ class Arena:
 
 def arena() -> Arena: ...
 
+def crc32c(data: Any, crc: int = 0, portable: bool = False) -> int: ...
+def crc32c_hw() -> bool: ...
+
 class Buffer:
     """A DMA buffer: zeroed, page aligned, in the DMA arena.
 

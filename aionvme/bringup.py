@@ -66,6 +66,7 @@ class Bringup(AdminCommands):
 
     async def _enable(self) -> None:
         t = self._transport
+        await t.start(self._admin_depth)
         self.vectors = t.prepare(self._loop)
         self.cap = t.reg_read(REG_CAP, 8)
         self.dstrd = (self.cap >> 32) & 0xF

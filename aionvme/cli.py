@@ -35,12 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("address", nargs="?", default="sim", help="device address (default: sim)")
     from aionvme import perf
     perf.add_arguments(sub.add_parser("perf", help="run ioworkers and report IOPS and latency"))
+    from aionvme.target import cli as serve
+    serve.add_arguments(sub.add_parser("serve", help="export a controller as an NVMe/TCP target"))
     args = p.parse_args(argv)
     try:
         if args.command == "info":
             asyncio.run(_info(args.address))
         elif args.command == "perf":
             return perf.main(args)
+        elif args.command == "serve":
+            return serve.main(args)
     except aionvme.NvmeError as e:
         print(f"aionvme: {e}", file=sys.stderr)
         return 1

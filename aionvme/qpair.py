@@ -95,6 +95,9 @@ class Qpair:
 
     async def _create_on_device(self) -> None:
         nvme, qsize = self.nvme, self.depth - 1
+        if caps.RAW_QUEUES not in nvme._transport.capabilities:
+            await nvme._transport.connect_io_queue(self._core)   # fabrics: a Connect
+            return
         # 5.11: the shadow doorbells of this qid may hold the values of a queue
         # deleted before; they must read 0 before the controller looks at them.
         nvme._use_dbbuf(self._core)
@@ -125,7 +128,9 @@ class Qpair:
             return
         transport = nvme._transport
         try:
-            if self._created and not nvme.closed:
+            if self._created and not nvme.closed and caps.RAW_QUEUES not in transport.capabilities:
+                await transport.disconnect_io_queue(self._core)
+            elif self._created and not nvme.closed:
                 await nvme.send_cmd(0x00, cdw10=self.qid, check=False)
                 transport.poll(self.vector)
                 await nvme.send_cmd(0x04, cdw10=self.qid, check=False)

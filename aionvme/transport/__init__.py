@@ -18,8 +18,13 @@ def open_transport(address: str | bytes) -> Transport:
     if is_pcie_address(address):
         from aionvme.transport.pcie import PcieTransport
         return PcieTransport(open_backend(address))
+    from aionvme.transport.tcp.fabrics import looks_like_tcp
+    if looks_like_tcp(address):
+        from aionvme.transport.tcp.transport import TcpTransport
+        return TcpTransport(address)
     raise NvmeEnumerateError(
-        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu' or 'qemu:OPTS'")
+        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu', 'qemu:OPTS' "
+        f"or tcp://HOST[:PORT][/SUBNQN]")
 
 
 def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
@@ -30,4 +35,8 @@ def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
     if is_pcie_address(address):
         have = _backend_capabilities(address)
         return None if have is None else (address.split(":", 1)[0], have)
+    from aionvme.transport.tcp.fabrics import looks_like_tcp
+    if looks_like_tcp(address):
+        from aionvme.transport.tcp.transport import TcpTransport
+        return "tcp", TcpTransport.capabilities
     return None
