@@ -8,6 +8,7 @@
   device and a generic char device (/dev/ngXnY, io_uring passthrough);
 - mkfs.ext4 + mount on the first kernel namespace works (so that
   `aionvme setup` can be shown to refuse a disk holding a mounted filesystem);
+- the nvmet-tcp target of AIONVME_GUEST_NVMET answers an ICReq with an ICResp;
 - the aionvme being tested is the caller's (its import path).
 
 Prints one line per check and exits non-zero on the first failure.
@@ -122,6 +123,26 @@ def check_mkfs_mount(blk: str) -> None:
         subprocess.run(["umount", mnt], check=True)
 
 
+def check_nvmet(uri: str) -> None:
+    import socket
+    import struct
+    hostport = uri.split("://", 1)[1].split("/", 1)[0]
+    host, port = hostport.rsplit(":", 1)
+    # ICReq PDU of the NVMe/TCP Transport Specification: type 0, HLEN = PLEN = 128, PFV 0
+    icreq = struct.pack("<BBBBI", 0x00, 0, 128, 0, 128) + bytes(120)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(icreq)
+        resp = b""
+        while len(resp) < 128:
+            chunk = s.recv(128 - len(resp))
+            if not chunk:
+                break
+            resp += chunk
+    if len(resp) < 8 or resp[0] != 0x01:
+        fail(f"{uri}: no ICResp to an ICReq (got {resp[:8].hex()})")
+    ok(f"{uri}: the nvmet-tcp target answers an ICReq with an ICResp")
+
+
 def main() -> None:
     list_nvme()
     vfio = [a for a in os.environ.get("AIONVME_GUEST_VFIO", "").split(",") if a]
@@ -133,6 +154,8 @@ def main() -> None:
         check_vfio(addr)
     blks = [check_kernel(c) for c in kernel]
     check_mkfs_mount(blks[0])
+    if os.environ.get("AIONVME_GUEST_NVMET"):
+        check_nvmet(os.environ["AIONVME_GUEST_NVMET"])
     import aionvme
     ok(f"aionvme is imported from {os.path.dirname(aionvme.__file__)}")
 

@@ -28,7 +28,7 @@ PY = sys.executable
 # name -> (guest.run keyword arguments, command).  Size for TCG: Python runs ~15x
 # slower in the guest than on the host.
 SUITES: dict[str, tuple[dict, list[str]]] = {
-    "smoke": ({"vfio": 1, "kernel": 1, "modules": ["ext4"], "timeout": 300},
+    "smoke": ({"vfio": 1, "kernel": 1, "nvmet": True, "modules": ["ext4"], "timeout": 300},
               [PY, "tests/guest/check_smoke.py"]),
 }
 
