@@ -53,7 +53,7 @@ async def wait_for_state(probe: Callable[[], Awaitable[bool] | bool], what: str,
 # that only the simulator can run is marked ``sim_only``.  Where a device
 # other than the simulator departs from the NVMe specification the test keeps
 # its assertion and is an expected, strict failure on that device.
-ON_QEMU = "config.getoption('--pciaddr').split(':', 1)[0] == 'qemu'"
+ON_QEMU = "__import__('simconf').on_qemu(config.getoption('--pciaddr'))"
 
 
 def qemu_deviation(reason: str) -> pytest.MarkDecorator:
@@ -62,8 +62,24 @@ def qemu_deviation(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(condition=ON_QEMU, reason=reason, strict=True)
 
 
+QEMU_NVME_ID = ("0x1b36", "0x0010")  # QEMU's NVMe controller (hw/nvme): Red Hat, Inc.
+
+
 def on_qemu(pciaddr: str) -> bool:
-    return pciaddr.split(":", 1)[0] == "qemu"
+    """The device is QEMU's controller: the qemu backend, or (vfio, in the test
+    guest) a PCI function with QEMU NVMe's vendor and device IDs."""
+    if pciaddr.split(":", 1)[0] == "qemu":
+        return True
+    from aionvme.backends.vfio import parse_address
+    bdf = parse_address(pciaddr)
+    if bdf is None:
+        return False
+    try:
+        ids = tuple(pathlib.Path(f"/sys/bus/pci/devices/{bdf}/{f}").read_text().strip()
+                    for f in ("vendor", "device"))
+    except OSError:
+        return False
+    return ids == QEMU_NVME_ID
 
 
 def gone(pid: int) -> bool:
