@@ -34,6 +34,9 @@
 #define PCI_STATUS 0x06
 #define PCI_STATUS_CAP_LIST 0x10
 #define PCI_CAP_ID_MSIX 0x11
+#define PCI_CAP_ID_PM 0x01
+#define PCI_COMMAND 0x04
+#define PCI_COMMAND_MEMORY 0x2
 
 struct vfio_priv {
 	int container;
@@ -51,7 +54,29 @@ struct vfio_priv {
 	uint64_t dma_iova;    /* what is mapped in the IOMMU */
 	uint64_t dma_size;
 	int doorbells_only;   /* a worker's view: only the doorbell op works */
+	uint32_t pm_cap;      /* PCI Power Management capability, 0 if none */
+	int mem_off;          /* Memory Space off or not in D0: BAR0 does not answer */
 };
+
+/*
+ * vfio-pci makes the BAR0 mapping fault (SIGBUS) while the function's memory
+ * space is off (Command.MSE = 0, or a D-state other than D0).  A function
+ * there does not answer memory requests (PCI PM 1.2 5.4.1): reads complete
+ * with all ones, writes are dropped.  That is what BAR0 accesses give here
+ * while mem_off is set, re-evaluated after every config write and reset.
+ */
+static void refresh_mem(struct vfio_priv *v)
+{
+	uint16_t cmd = 0, pmcsr = 0;
+
+	if (pread(v->device, &cmd, 2, (off_t)(v->cfg_off + PCI_COMMAND)) != 2) {
+		v->mem_off = 1;
+		return;
+	}
+	if (v->pm_cap && pread(v->device, &pmcsr, 2, (off_t)(v->cfg_off + v->pm_cap + 4)) != 2)
+		pmcsr = 3;
+	v->mem_off = !(cmd & PCI_COMMAND_MEMORY) || (pmcsr & 3) != 0;
+}
 
 static int cfg_rw(struct vfio_priv *v, uint32_t off, uint32_t len, void *buf, int wr)
 {
@@ -92,17 +117,26 @@ static int vfio_cfg_write(struct anv_dev *dev, uint32_t off, uint32_t len, uint6
 	struct vfio_priv *v = dev->priv;
 	uint32_t le = (uint32_t)val;
 
+	int rc;
+
 	if (!v || v->doorbells_only) {
 		errno = EIO;
 		return -1;
 	}
-	return cfg_rw(v, off, len, &le, 1);
+	rc = cfg_rw(v, off, len, &le, 1);
+	refresh_mem(v);
+	return rc;
 }
 
 static int bar_rw32(struct vfio_priv *v, uint32_t off, uint32_t *val, int wr)
 {
 	ssize_t n;
 
+	if (v->mem_off) {
+		if (!wr)
+			*val = 0xffffffffu;
+		return 0;
+	}
 	if (v->bar) {
 		volatile uint32_t *p = (volatile uint32_t *)(v->bar + off);
 
@@ -250,6 +284,7 @@ out_info:
 static int vfio_reset(struct anv_dev *dev, int kind)
 {
 	struct vfio_priv *v = dev->priv;
+	int rc;
 
 	if (!v || v->doorbells_only) {
 		errno = EIO;
@@ -262,9 +297,13 @@ static int vfio_reset(struct anv_dev *dev, int kind)
 			errno = EOPNOTSUPP;
 			return -1;
 		}
-		return ioctl(v->device, VFIO_DEVICE_RESET);
+		rc = ioctl(v->device, VFIO_DEVICE_RESET);
+		refresh_mem(v);
+		return rc;
 	case ANV_RESET_HOT:
-		return hot_reset(v);
+		rc = hot_reset(v);
+		refresh_mem(v);
+		return rc;
 	default:
 		/* power has no software path on real hardware (user callbacks do it) */
 		errno = EOPNOTSUPP;
@@ -364,7 +403,8 @@ static int map_bar0(struct vfio_priv *v, int prot)
 	return 0;
 }
 
-/* Where the MSI-X table sits in BAR0 (MSI-X capability: Table Offset/BIR, Table Size). */
+/* Where the MSI-X table sits in BAR0 (MSI-X capability: Table Offset/BIR, Table Size),
+ * and where the PM capability is. */
 static int find_msix(struct vfio_priv *v, int *table_size)
 {
 	uint16_t status = 0;
@@ -384,7 +424,9 @@ static int find_msix(struct vfio_priv *v, int *table_size)
 
 		if (cfg_rw(v, ptr, 1, &id, 0) < 0 || cfg_rw(v, ptr + 1u, 1, &next, 0) < 0)
 			return -1;
-		if (id == PCI_CAP_ID_MSIX) {
+		if (id == PCI_CAP_ID_PM)
+			v->pm_cap = ptr;
+		if (id == PCI_CAP_ID_MSIX && !*table_size) {
 			if (cfg_rw(v, ptr + 2u, 2, &ctrl, 0) < 0 || cfg_rw(v, ptr + 4u, 4, &table, 0) < 0)
 				return -1;
 			*table_size = (ctrl & 0x7ff) + 1;
@@ -392,7 +434,6 @@ static int find_msix(struct vfio_priv *v, int *table_size)
 				v->msix_lo = table & ~7u;
 				v->msix_hi = v->msix_lo + 16u * (uint32_t)*table_size;
 			}
-			return 0;
 		}
 		ptr = (uint8_t)(next & 0xfc);
 	}
@@ -513,6 +554,7 @@ static struct vfio_priv *vfio_attach(const char *bdf, int group_id, const struct
 		goto undo;
 	if (wire_irqs(v, irq_fds, nvec, wired) < 0)
 		goto undo;
+	refresh_mem(v);
 	return v;
 undo:
 	err = errno;
