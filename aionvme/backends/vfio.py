@@ -10,7 +10,7 @@ arena is stopped by the IOMMU and never reaches host memory.
 
 The arena is pinned while the device is open (VFIO type1 pins what it maps):
 ``AIONVME_ARENA_MB`` (default 1024) sizes it.  ``AIONVME_VFIO_VECTORS``
-(default 32, at most 64) bounds the interrupt vectors wired.
+(default and at most 64) bounds the interrupt vectors wired.
 
 Power has no software path on real hardware: ``Subsystem(nvme0, poweroff=cb,
 poweron=cb)`` gives the backend two callables (a lab power switch, pynvme
@@ -30,7 +30,7 @@ from aionvme import capabilities as caps
 from aionvme.exceptions import DeviceError, InterfaceError
 
 SYSFS = "/sys/bus/pci/devices"
-DEFAULT_VECTORS = 32
+DEFAULT_VECTORS = 64
 POWER_ON_TIMEOUT = 30.0
 # Drivers VFIO itself accepts beside vfio-pci in a viable group (drivers/vfio, vfio_driver_allowed).
 _ALLOWED = {"vfio-pci", "pci-stub"}

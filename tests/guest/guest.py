@@ -30,8 +30,9 @@ Command line::
                  whole run (default 600); ``--log`` keeps the console log
 ``--env K=V``    more environment for COMMAND (repeatable)
 
-Each controller has its own raw image (a memfd of 256 MiB, sparse, gone
-when QEMU exits).  COMMAND runs as root with cwd = the caller's cwd and the
+Each controller is configured as the qemu backend configures QEMU's (a
+64-entry MSI-X table, namespace 1 of 1 GiB in 512-byte LBAs) on its own
+raw image (a sparse memfd, gone when QEMU exits).  COMMAND runs as root with cwd = the caller's cwd and the
 environment: PATH, VIRTUAL_ENV, HOME, LANG and PYTHONPATH of the caller,
 TMPDIR=/dev/shm (the guest's /tmp is the host's and read-only; /dev/shm is
 a guest tmpfs), PYTHONUNBUFFERED=1, PYTHONDONTWRITEBYTECODE=1, and
@@ -85,7 +86,12 @@ QEMU = "qemu-system-x86_64"
 NQN = "nqn.2026-12.io.aionvme:guest"
 NVMET_URI = f"tcp://127.0.0.1:4420/{NQN}"
 FIRST_SLOT = 4          # the first controller's PCI slot: 00:04.0
-IMAGE_SIZE = 256 << 20  # each controller's raw image (sparse memfd)
+IMAGE_SIZE = 1 << 30    # each controller's namespace image (a sparse memfd)
+# The controllers as the qemu backend configures QEMU's (aionvme/qemu/config.py):
+# a 64-entry MSI-X table, namespace 1 of 512-byte LBAs; so the conformance
+# suites expect the same device through vfio-pci as over qtest.
+NVME_OPTS = "msix_qsize=64"
+NS_OPTS = "nsid=1,logical_block_size=512,physical_block_size=512"
 
 INDEX_VERSION = 2       # of modules.json in the cache
 RC_TIMEOUT = 124        # as timeout(1)
@@ -566,7 +572,8 @@ def run(cmd: list[str], *, vfio: int = 0, kernel: int = 0, nvmet: bool = False,
             img = _memfd(f"aionvme-guest-nvme{i}", size=IMAGE_SIZE)
             fds.append(img)
             qemu += ["-drive", f"if=none,id=d{i},format=raw,file={path(img)}",
-                     "-device", f"nvme,serial=AIONVMEGUEST{i},drive=d{i},addr={addr[8:10]}.0"]
+                     "-device", f"nvme,id=nvme{i},serial=AIONVMEGUEST{i},addr={addr[8:10]}.0,{NVME_OPTS}",
+                     "-device", f"nvme-ns,drive=d{i},bus=nvme{i},{NS_OPTS}"]
         proc = subprocess.Popen(qemu, stdin=subprocess.DEVNULL, stdout=wcon, stderr=wcon,
                                 pass_fds=fds, preexec_fn=_die_with_parent)
         for fd in fds:

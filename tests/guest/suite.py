@@ -13,6 +13,7 @@ is always printed, never silent.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 import time
@@ -24,12 +25,25 @@ sys.path.insert(0, HERE)
 import guest  # noqa: E402
 
 PY = sys.executable
+VFIO_ADDR = f"0000:00:{guest.FIRST_SLOT:02x}.0"   # the first vfio-bound controller
+PYTEST = [PY, "-m", "pytest", "-q", "-rfEX", "--tb=short"]
+# The arena is pinned while a vfio device is open (VFIO type1): keep it small in the guest.
+VFIO_ENV = {"AIONVME_ARENA_MB": "128"}
+CONFORMANCE = sorted(os.path.relpath(p, ROOT) for p in
+                     glob.glob(os.path.join(ROOT, "tests", "test_conf_*.py")))
 
 # name -> (guest.run keyword arguments, command).  Size for TCG: Python runs ~15x
 # slower in the guest than on the host.
 SUITES: dict[str, tuple[dict, list[str]]] = {
     "smoke": ({"vfio": 1, "kernel": 1, "nvmet": True, "modules": ["ext4"], "timeout": 300},
               [PY, "tests/guest/check_smoke.py"]),
+    # the vfio backend itself: bad DMA stopped by the IOMMU, MSI-X through VFIO,
+    # an ioworker with verify, FLR, power cycle through callbacks
+    "vfio": ({"vfio": 1, "env": VFIO_ENV, "timeout": 900},
+             PYTEST + ["--pciaddr", VFIO_ADDR, "tests/guest/check_vfio.py"]),
+    # the conformance suites and the API tests on QEMU's controller through vfio-pci
+    "vfio-conformance": ({"vfio": 1, "env": VFIO_ENV, "timeout": 3000},
+                         PYTEST + ["--pciaddr", VFIO_ADDR, *CONFORMANCE, "tests/test_api.py"]),
 }
 
 
