@@ -142,7 +142,7 @@ def _device_scope(fixture_name: str, config: pytest.Config) -> Literal["session"
     """One device per session for the simulated ones; a real function (a PCI
     address: vfio) can be opened once at a time, and a test that opens its own
     Controller on it needs it free, so the device fixtures are per test there."""
-    from aionvme.vfio import parse_address
+    from aionvme.backends.vfio import parse_address
     return "function" if parse_address(config.getoption("--pciaddr")) else "session"
 
 

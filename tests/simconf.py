@@ -79,7 +79,7 @@ def vfio_deviation(reason: str) -> pytest.MarkDecorator:
 
 def on_vfio(pciaddr: str) -> bool:
     """The device is reached through vfio-pci (a PCI address)."""
-    from aionvme.vfio import parse_address
+    from aionvme.backends.vfio import parse_address
     return parse_address(pciaddr) is not None
 
 

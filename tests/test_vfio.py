@@ -11,7 +11,7 @@ import pathlib
 import pytest
 
 import aionvme
-from aionvme import vfio
+from aionvme.backends import vfio
 from aionvme.backends import open_backend
 from aionvme.exceptions import InterfaceError
 
@@ -103,7 +103,7 @@ def test_power_needs_callbacks_and_they_must_be_callable():
 
 
 async def test_callbacks_are_refused_where_the_device_powers_itself(nvme0):
-    if nvme0._backend.name == "vfio":
+    if nvme0._live_transport().backend_name == "vfio":
         pytest.skip("the device under test is a vfio device")
     with pytest.raises(InterfaceError, match="callbacks are for real drives"):
         aionvme.Subsystem(nvme0, poweroff=print, poweron=print)
