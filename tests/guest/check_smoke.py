@@ -9,6 +9,7 @@
 - mkfs.ext4 + mount on the first kernel namespace works (so that
   `aionvme setup` can be shown to refuse a disk holding a mounted filesystem);
 - the nvmet-tcp target of AIONVME_GUEST_NVMET answers an ICReq with an ICResp;
+- aionvme's vfio backend refuses the nvme.ko-bound function, naming its driver;
 - the aionvme being tested is the caller's (its import path).
 
 Prints one line per check and exits non-zero on the first failure.
@@ -156,8 +157,23 @@ def main() -> None:
     check_mkfs_mount(blks[0])
     if os.environ.get("AIONVME_GUEST_NVMET"):
         check_nvmet(os.environ["AIONVME_GUEST_NVMET"])
+    import asyncio
+
     import aionvme
+    from aionvme.exceptions import InterfaceError
     ok(f"aionvme is imported from {os.path.dirname(aionvme.__file__)}")
+    addr = os.path.basename(os.readlink(f"/sys/class/nvme/{os.path.basename(kernel[0])}/device"))
+
+    async def refused() -> str:
+        try:
+            await aionvme.Controller(addr)
+        except InterfaceError as e:
+            return str(e)
+        return ""
+    why = asyncio.run(refused())
+    if "bound to nvme, not vfio-pci" not in why:
+        fail(f"Controller({addr!r}) on the nvme.ko-bound function: {why or 'opened'}")
+    ok(f"Controller({addr!r}) is refused: {why}")
 
 
 if __name__ == "__main__":

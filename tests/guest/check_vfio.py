@@ -59,7 +59,7 @@ async def test_bad_dma_is_stopped_by_the_iommu(nvme0, pciaddr, where):
 
 
 async def test_vectors_are_vfio_msix(nvme0, pciaddr):
-    dev = nvme0._device
+    dev = nvme0._live_device()
     assert dev.backend == "vfio" and dev.irq_kind == "msix"
     assert nvme0.vectors >= 2
     interrupts = open("/proc/interrupts").read()
@@ -96,7 +96,7 @@ async def test_function_level_reset(nvme0, nvme0n1, pcie, how):
     buf[0] = 0x5A
     await nvme0n1.write(q, buf, 7, 1)
     if how == "VFIO_DEVICE_RESET":
-        nvme0._device.reset(1)   # ANV_RESET_FLR
+        nvme0._live_device().reset(1)   # ANV_RESET_FLR
         assert nvme0[0x14] & 1 == 0  # CC.EN cleared by the reset
         await nvme0._reinit("function level reset")
     else:
@@ -134,3 +134,23 @@ async def test_power_cycle_through_callbacks(nvme0, nvme0n1, pciaddr):
     r = aionvme.Buffer(4096)
     await nvme0n1.read(q, r, 9, 1)
     assert r[0] == 0x77
+
+
+async def test_two_controllers_at_once(nvme0, nvme0n1, pciaddr):
+    """Each vfio controller has its own container; the arena is mapped in both."""
+    others = [a for a in os.environ.get("AIONVME_GUEST_VFIO", "").split(",") if a and a != pciaddr]
+    assert others, "the vfio suite boots the guest with two vfio controllers (--vfio 2)"
+    async with aionvme.Controller(others[0]) as nvme1:
+        ns1 = await aionvme.Namespace(nvme1, 1)
+        q0, q1 = await aionvme.Qpair(nvme0, 8), await aionvme.Qpair(nvme1, 8)
+        b = aionvme.Buffer(4096)
+        b[0] = 0x10
+        await nvme0n1.write(q0, b, 3, 1)
+        b[0] = 0x11
+        await ns1.write(q1, b, 3, 1)
+        r0, r1 = aionvme.Buffer(4096), aionvme.Buffer(4096)
+        await asyncio.gather(nvme0n1.read(q0, r0, 3, 1), ns1.read(q1, r1, 3, 1))
+        assert (r0[0], r1[0]) == (0x10, 0x11)
+        await q1.delete()
+        ns1.close()
+    await q0.delete()

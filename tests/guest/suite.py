@@ -38,8 +38,8 @@ SUITES: dict[str, tuple[dict, list[str]]] = {
     "smoke": ({"vfio": 1, "kernel": 1, "nvmet": True, "modules": ["ext4"], "timeout": 300},
               [PY, "tests/guest/check_smoke.py"]),
     # the vfio backend itself: bad DMA stopped by the IOMMU, MSI-X through VFIO,
-    # an ioworker with verify, FLR, power cycle through callbacks
-    "vfio": ({"vfio": 1, "env": VFIO_ENV, "timeout": 900},
+    # an ioworker with verify, FLR, power cycle through callbacks, two controllers at once
+    "vfio": ({"vfio": 2, "env": VFIO_ENV, "timeout": 900},
              PYTEST + ["--pciaddr", VFIO_ADDR, "tests/guest/check_vfio.py"]),
     # the conformance suites and the API tests on QEMU's controller through vfio-pci
     "vfio-conformance": ({"vfio": 1, "env": VFIO_ENV, "timeout": 3000},
