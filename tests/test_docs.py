@@ -57,7 +57,10 @@ def test_python_examples_parse(page: str) -> None:
 
 # Blocks that cannot run here, by page and first line: what they need.
 NOT_RUN = {("backends.md", 'async with aionvme.Controller("qemu:mdts=5,max_ioqpairs=8") as nvme0:'):
-           "QEMU with options of its own (tests/test_qemu.py runs QEMU)"}
+           "QEMU with options of its own (tests/test_qemu.py runs QEMU)",
+           ("tcp.md", 'async with aionvme.Controller("tcp://127.0.0.1:4420/nqn.2026-12.io.aionvme:sim") as nvme0:'):
+           "a target listening on 4420 (tests/test_tcp_controller.py does the same against "
+           "aionvme serve)"}
 
 
 def _runnable(page: str) -> list[tuple[int, str]]:

@@ -44,6 +44,11 @@ SUITES: dict[str, tuple[dict, list[str]]] = {
     # the conformance suites and the API tests on QEMU's controller through vfio-pci
     "vfio-conformance": ({"vfio": 1, "env": VFIO_ENV, "timeout": 3000},
                          PYTEST + ["--pciaddr", VFIO_ADDR, *CONFORMANCE, "tests/test_api.py"]),
+    # aionvme's tcp host against Linux's nvmet-tcp target (null_blk behind it)
+    "tcp-nvmet": ({"nvmet": True, "timeout": 300}, [PY, "tests/guest/check_tcp_nvmet.py"]),
+    # Linux's nvme-tcp host against `aionvme serve`
+    "tcp-serve": ({"modules": ["nvme-tcp", "nvme-fabrics", "crc32c_generic"], "timeout": 300},
+                  [PY, "tests/guest/check_tcp_serve.py"]),
 }
 
 
