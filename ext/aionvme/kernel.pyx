@@ -17,6 +17,10 @@ cdef object _missing(str capability, str what):
         f"{what}: the {_KERNEL} backend has no {capability.replace('_', ' ')}",
         backend=_KERNEL, capability=capability)
 DEF ENOTCONN_K = 107  # a helper thread could not be had
+# Admin commands that would take from the kernel what it owns: its queues, its
+# AERs (the kernel keeps them outstanding itself), its shadow doorbells.
+_KERNEL_OWNS = {0x00: "raw_queues", 0x01: "raw_queues", 0x04: "raw_queues",
+                0x05: "raw_queues", 0x0C: "aer", 0x7C: "doorbell_buffers"}
 
 
 cdef class _KernelQueue:
@@ -251,7 +255,9 @@ cdef class _KernelQueue:
 
 cdef class KernelQpair(_KernelQueue):
     """An I/O queue of the kernel transport: an io_uring of ``depth`` entries whose
-    SQEs carry NVME_URING_CMD_IO to ``fd`` (a namespace's /dev/ngXnY, not owned).
+    SQEs carry NVME_URING_CMD_IO to a namespace's /dev/ngXnY: ``fds`` maps an NSID
+    to its descriptor (not owned); a command for any other NSID goes to ``fd``,
+    and the kernel passes its NSID through to the controller unchanged.
 
     ``start()`` registers the ring's eventfd with the loop (``add_reader``), as a
     Poller does with an MSI-X vector's; ``reap()`` resolves the futures.
@@ -260,6 +266,7 @@ cdef class KernelQpair(_KernelQueue):
     cdef bint _flush_due
     cdef anv_kcpl *_out
     cdef readonly unsigned long long wakeups
+    cdef public dict fds
 
     def __cinit__(self, int fd, int qid, int depth):
         self._init(fd, qid, depth, True)
@@ -269,6 +276,7 @@ cdef class KernelQpair(_KernelQueue):
         self._reading = False
         self._flush_due = False
         self.wakeups = 0
+        self.fds = {}
 
     def __dealloc__(self):
         free(self._out)
@@ -329,7 +337,8 @@ cdef class KernelQpair(_KernelQueue):
         sqe.cdw15 = cdw15
         # timeout_ms 0: the kernel's own I/O timeout; ours fails the future earlier,
         # while a kernel timeout would reset the controller.
-        rc = anv_kqueue_submit(&self.q, &sqe, data, <uint32_t>xfer_len, 0, 0)
+        rc = anv_kqueue_submit(&self.q, self.fds.get(nsid, -1), &sqe, data,
+                               <uint32_t>xfer_len, 0, 0)
         if rc == -1:
             err = convert_errno(f"io_uring SQ of queue {self.qid}")
             anv_kqueue_cid_put(&self.q, <uint16_t>cid)
@@ -427,6 +436,9 @@ cdef class KernelAdminQueue(_KernelQueue):
         cdef uint8_t *data
         cdef int cid
         cdef anv_sqe tmp
+        if opcode in _KERNEL_OWNS:
+            raise _exc.CapabilityError(_KERNEL, _KERNEL_OWNS[opcode],
+                                       f"admin opcode {opcode:#04x} belongs to the nvme driver")
         cid = self._prepare(&tmp, opcode, nsid, buf, &xfer_len, buf_offset, flags, sgl, prp1,
                             prp2, &data)
         sqe = &self._sqes[cid]

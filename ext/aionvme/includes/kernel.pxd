@@ -30,7 +30,7 @@ cdef extern from "aionvme/kernel.h" nogil:
     void anv_kqueue_cid_put(anv_kqueue *q, uint16_t cid)
     int anv_kqueue_outstanding(const anv_kqueue *q)
     void anv_kqueue_log(anv_kqueue *q, const anv_sqe *sqe)
-    int anv_kqueue_submit(anv_kqueue *q, const anv_sqe *sqe, void *data, uint32_t len,
+    int anv_kqueue_submit(anv_kqueue *q, int fd, const anv_sqe *sqe, void *data, uint32_t len,
                           uint32_t timeout_ms, int flush)
     int anv_kqueue_flush(anv_kqueue *q)
     int anv_kqueue_complete(anv_kqueue *q, const anv_kcpl *c)

@@ -240,12 +240,15 @@ void anv_kqueue_log(struct anv_kqueue *q, const struct anv_sqe *sqe);
 
 /**
  * anv_kqueue_submit() - record @sqe and put it on the ring as a uring_cmd
- * with @len bytes of data at @data; with @flush the ring is entered now
+ * to @fd (a namespace's generic char device; -1: the queue's own) with @len
+ * bytes of data at @data; with @flush the ring is entered now.  One ring
+ * serves every namespace, as one I/O queue pair does on PCIe: the kernel
+ * passes @sqe's NSID through unchanged.
  *
  * Return: 0, or -1 with errno set (EBUSY: the SQ is full; the CID stays
  * the caller's then).
  */
-int anv_kqueue_submit(struct anv_kqueue *q, const struct anv_sqe *sqe, void *data,
+int anv_kqueue_submit(struct anv_kqueue *q, int fd, const struct anv_sqe *sqe, void *data,
 		      uint32_t len, uint32_t timeout_ms, int flush);
 
 /* Enter the ring for the SQEs submitted with flush = 0. */

@@ -319,7 +319,7 @@ void anv_kqueue_log(struct anv_kqueue *q, const struct anv_sqe *sqe)
 	q->cid_seq[sqe->cid] = anv_cmdlog_submit(&q->log, sqe);
 }
 
-int anv_kqueue_submit(struct anv_kqueue *q, const struct anv_sqe *sqe, void *data,
+int anv_kqueue_submit(struct anv_kqueue *q, int fd, const struct anv_sqe *sqe, void *data,
 		      uint32_t len, uint32_t timeout_ms, int flush)
 {
 	struct anv_uring_sqe *u;
@@ -332,7 +332,7 @@ int anv_kqueue_submit(struct anv_kqueue *q, const struct anv_sqe *sqe, void *dat
 	if (!u)
 		return -1;
 	u->opcode = ANV_IORING_OP_URING_CMD;
-	u->fd = q->fd;
+	u->fd = fd >= 0 ? fd : q->fd;
 	u->cmd_op = ANV_NVME_URING_CMD_IO;
 	u->user_data = sqe->cid;
 	anv_kernel_cmd_from_sqe((struct anv_nvme_uring_cmd *)u->cmd, sqe, data, len, timeout_ms);

@@ -1,0 +1,142 @@
+"""The kernel transport against a real Linux nvme driver: the passthrough subset.
+
+Runs with ``--pciaddr /dev/nvmeN`` (a drive on nvme.ko, as root), e.g. in the
+test guest: ``guest.py run --kernel 1 -- python -m pytest tests/test_kernel_passthru.py
+--pciaddr /dev/nvme0``.  On any other address every test here is skipped.
+"""
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import re
+
+import pytest
+
+import aionvme
+from aionvme import capabilities
+from aionvme.exceptions import CapabilityError, CommandError, VerifyError
+from aionvme.exceptions import status
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(autouse=True)
+def kernel_only(pciaddr):
+    if not pciaddr.startswith("/dev/nvme"):
+        pytest.skip("needs --pciaddr /dev/nvmeN (a drive on the Linux nvme driver)")
+
+
+def pattern(buf, seed):
+    for off in range(0, len(buf), 512):
+        buf[off:off + 8] = ((seed << 32) | off).to_bytes(8, "little")
+
+
+async def test_identify_controller_and_namespace(nvme0, nvme0n1):
+    assert nvme0.id_data(71, 24, str).strip()  # MN
+    assert nvme0.id_data(23, 4, str).strip()   # SN
+    assert nvme0n1.nsze > 0 and nvme0n1.lba_size in (512, 4096)
+    buf = aionvme.Buffer(4096)
+    await nvme0.identify(buf, 0, 2)  # CNS 02h: active namespace ID list
+    assert buf.data(3, 0) == nvme0n1.nsid
+
+
+async def test_get_and_set_features(nvme0):
+    cpl = await nvme0.getfeatures(0x04)  # Temperature Threshold (5.27.1.3)
+    old = cpl.cdw0 & 0xFFFF
+    await nvme0.setfeatures(0x04, cdw11=old - 1)
+    assert (await nvme0.getfeatures(0x04)).cdw0 & 0xFFFF == old - 1
+    await nvme0.setfeatures(0x04, cdw11=old)
+    with pytest.raises(CommandError):
+        await nvme0.getfeatures(0xEE)  # no such feature
+
+
+async def test_get_log_page(nvme0):
+    smart = aionvme.Buffer(512)
+    await nvme0.getlogpage(0x02, smart, 512)  # SMART / Health Information (5.16.1.3)
+    assert smart.data(2, 1) > 0  # composite temperature in kelvin
+    err = aionvme.Buffer(4096)
+    await nvme0.getlogpage(0x01, err, 64)
+
+
+async def test_write_read_compare_flush(nvme0n1, qpair):
+    w, r = aionvme.Buffer(8 * nvme0n1.lba_size), aionvme.Buffer(8 * nvme0n1.lba_size)
+    pattern(w, 0xA5)
+    await nvme0n1.write(qpair, w, 64, 8)
+    await nvme0n1.flush(qpair)
+    await nvme0n1.read(qpair, r, 64, 8)
+    assert r[:] == w[:]
+    await nvme0n1.compare(qpair, w, 64, 8)
+    w[100] ^= 0xFF
+    with pytest.raises(status.CompareFailure):
+        await nvme0n1.compare(qpair, w, 64, 8)
+
+
+async def test_write_zeroes_and_many_in_flight(nvme0n1, qpair):
+    size = nvme0n1.lba_size
+    bufs = [aionvme.Buffer(size) for _ in range(32)]
+    for i, b in enumerate(bufs):
+        b[0:4] = (i + 1).to_bytes(4, "little")
+    await asyncio.gather(*(nvme0n1.write(qpair, b, 1000 + i, 1)
+                                         for i, b in enumerate(bufs)))
+    await nvme0n1.write_zeroes(qpair, 1000, 16)
+    r = aionvme.Buffer(32 * size)
+    await nvme0n1.read(qpair, r, 1000, 32)
+    assert r[0:16 * size] == bytes(16 * size)
+    assert r[16 * size:16 * size + 4] == (17).to_bytes(4, "little")
+
+
+async def test_device_status_comes_back(nvme0n1, qpair):
+    r = aionvme.Buffer(4096)
+    with pytest.raises(status.LBAOutOfRange):
+        await nvme0n1.read(qpair, r, nvme0n1.nsze, 1)
+    cpl = await nvme0n1.send_cmd(0xC1, qpair, check=False)  # vendor specific: unknown here
+    assert (cpl.sct, cpl.sc) == (0, 1)
+    log = qpair.cmdlog(2)
+    assert log[-1].opcode == 0xC1 and log[-1].status == 1 and log[-1].completed
+
+
+async def test_data_integrity_is_verified(nvme0, nvme0n1, qpair, verify):
+    size = nvme0n1.lba_size
+    w = aionvme.Buffer(4 * size)
+    await nvme0n1.write(qpair, w, 2000, 4)
+    await nvme0n1.read(qpair, aionvme.Buffer(4 * size), 2000, 4)
+    # Behind the verifier's back: the kernel's block device writes LBA 2002.
+    ctrl = os.path.basename(nvme0.addr)
+    disks = sorted(d for d in os.listdir(f"/sys/class/nvme/{ctrl}") if re.fullmatch(r"nvme\d+n1", d))
+    block = f"/dev/{disks[0]}"
+    fd = os.open(block, os.O_RDWR | os.O_DIRECT)
+    try:
+        page = mmap.mmap(-1, 4096)
+        page[:] = b"\x5a" * 4096
+        os.pwritev(fd, [memoryview(page)[:size]], 2002 * size)
+    finally:
+        os.close(fd)
+    with pytest.raises(VerifyError, match="LBA 2002") as e:
+        await nvme0n1.read(qpair, aionvme.Buffer(4 * size), 2000, 4)
+    assert e.value.lba == 2002
+
+
+async def test_what_the_kernel_hides_is_a_capability_error(nvme0, nvme0n1, qpair):
+    with pytest.raises(CapabilityError, match="kernel.*'registers'"):
+        nvme0[0x1C]
+    with pytest.raises(CapabilityError, match="'config_space'"):
+        nvme0.pcie[0]
+    with pytest.raises(CapabilityError, match="'raw_queues'"):
+        await nvme0.send_cmd(0x05, cdw10=5)  # Create I/O CQ behind the driver's back
+    with pytest.raises(CapabilityError, match="'aer'"):
+        await nvme0.aer()
+    with pytest.raises(CapabilityError, match="'raw_dptr'"):
+        await nvme0n1.read(qpair, aionvme.Buffer(4096), 0, 1, sgl=True)
+    with pytest.raises(CapabilityError, match="'msix'"):
+        aionvme.Qpair(nvme0, 16, vector=1)
+    with pytest.raises(CapabilityError, match="'ioworker'"):
+        nvme0n1.ioworker(io_size=8, time=1)
+    assert "kernel_reset" in capabilities.of("kernel")
+
+
+async def test_kernel_reset_keeps_the_queues_usable(nvme0, nvme0n1, qpair):
+    await nvme0.reset()  # NVME_IOCTL_RESET
+    r = aionvme.Buffer(4096)
+    await nvme0n1.read(qpair, r, 0, 1)
+    await nvme0.getfeatures(0x07)
