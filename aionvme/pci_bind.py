@@ -189,8 +189,7 @@ class System:
             for pid, fd in self._openers(["/dev/" + b for b in stack]):
                 comm = self._read(self.proc, pid, "comm")
                 n.in_use.append(f"{fd} is open by process {pid} ({comm})")
-        seen: set[str] = set()
-        n.in_use = [r for r in n.in_use if not (r in seen or seen.add(r))]
+        n.in_use = list(dict.fromkeys(n.in_use))  # each reason once, in order
 
     def _openers(self, paths: list[str]) -> Iterable[tuple[str, str]]:
         me = str(os.getpid())
