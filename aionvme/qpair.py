@@ -38,15 +38,27 @@ class Qpair:
         cmdlog entries start then); ``strict=True`` raises QueueFullError instead."""
         if nvme._transport is None:
             raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
-        mqes = (nvme.cap & 0xFFFF) + 1
+        t = nvme._transport
+        if caps.RAW_QUEUES in t.capabilities:
+            mqes, limit = (nvme.cap & 0xFFFF) + 1, "CAP.MQES + 1"
+        else:  # the transport's own queue (an io_uring of the kernel transport)
+            mqes, limit = 4096, f"the {t.backend_name} transport's queue entries"
+            if prio:
+                caps.require(t.capabilities, caps.RAW_QUEUES, t.backend_name, f"QPRIO {prio}")
+            if not reap:
+                caps.require(t.capabilities, caps.IOWORKER, t.backend_name, "reap=False")
         if not isinstance(depth, int) or not 2 <= depth <= mqes:
-            raise InterfaceError(f"depth {depth} is outside 2..{mqes} (CAP.MQES + 1)")
+            raise InterfaceError(f"depth {depth} is outside 2..{mqes} ({limit})")
         if not 0 <= prio <= 3:
             raise InterfaceError(f"prio {prio} is outside 0..3 (QPRIO)")
         qid = next((q for q in range(1, nvme.max_io_queues + 1) if q not in nvme._io_qpairs), None)
         if qid is None:
             raise NoFreeQueueError(f"all {nvme.max_io_queues} I/O queues the controller allocated are in use")
         nvec = nvme.vectors
+        if caps.MSIX not in t.capabilities:
+            if vector is not None:
+                caps.require(t.capabilities, caps.MSIX, t.backend_name, f"vector {vector}")
+            vector, nvec = 0, 1  # the transport's one completion channel
         if vector is None:
             vector = qid % nvec if nvec > 1 else 0
         if not 0 <= vector < nvec:
@@ -95,6 +107,9 @@ class Qpair:
 
     async def _create_on_device(self) -> None:
         nvme, qsize = self.nvme, self.depth - 1
+        if caps.RAW_QUEUES not in nvme._transport.capabilities:
+            nvme._transport.attach(self._core, self.vector)  # the queue is the transport's own
+            return
         # 5.8: the shadow doorbells of this qid may hold the values of a queue
         # deleted before; they must read 0 before the controller looks at them.
         nvme._use_dbbuf(self._core)
@@ -125,7 +140,7 @@ class Qpair:
             return
         transport = nvme._transport
         try:
-            if self._created and not nvme.closed:
+            if self._created and not nvme.closed and caps.RAW_QUEUES in transport.capabilities:
                 await nvme.send_cmd(0x00, cdw10=self.qid, check=False)
                 transport.poll(self.vector)
                 await nvme.send_cmd(0x04, cdw10=self.qid, check=False)

@@ -18,8 +18,12 @@ def open_transport(address: str | bytes) -> Transport:
     if is_pcie_address(address):
         from aionvme.transport.pcie import PcieTransport
         return PcieTransport(open_backend(address))
+    if address.startswith("/dev/nvme"):
+        from aionvme.transport.kernel import KernelTransport
+        return KernelTransport(address)
     raise NvmeEnumerateError(
-        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu' or 'qemu:OPTS'")
+        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu', "
+        "'qemu:OPTS' or '/dev/nvmeN'")
 
 
 def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
@@ -30,4 +34,7 @@ def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
     if is_pcie_address(address):
         have = _backend_capabilities(address)
         return None if have is None else (address.split(":", 1)[0], have)
+    if address.startswith("/dev/nvme"):
+        from aionvme.transport.kernel import KernelTransport
+        return ("kernel", KernelTransport.capabilities)
     return None

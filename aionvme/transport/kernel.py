@@ -21,8 +21,9 @@ import re
 import stat
 from typing import Any
 
-from aionvme import _core, capabilities
-from aionvme.exceptions import CapabilityError, DeviceError, InterfaceError
+from aionvme import _core
+from aionvme import capabilities as caps
+from aionvme.exceptions import DeviceError, InterfaceError
 
 NAME = "kernel"
 ADDRESS = re.compile(r"^/dev/nvme(\d+)$")
@@ -33,42 +34,16 @@ def is_address(address: Any) -> bool:
     return isinstance(address, str) and ADDRESS.match(address) is not None
 
 
-class KernelDevice:
-    """Stands where a PCIe backend's ``_core.Device`` stands: every register or
-    configuration space access names the capability the kernel hides."""
-
-    backend = NAME
-    nvec = 0
-
-    def bar_read(self, off: int, size: int = 4) -> int:
-        raise CapabilityError(NAME, "registers", "the nvme driver owns BAR0")
-
-    def bar_write(self, off: int, size: int, value: int) -> None:
-        raise CapabilityError(NAME, "registers", "the nvme driver owns BAR0")
-
-    def cfg_read(self, off: int, size: int = 4) -> int:
-        raise CapabilityError(NAME, "config_space", "use lspci/sysfs for a kernel-bound drive")
-
-    def cfg_write(self, off: int, size: int, value: int) -> None:
-        raise CapabilityError(NAME, "config_space", "use lspci/sysfs for a kernel-bound drive")
-
-    def irq_fd(self, vector: int) -> int:
-        raise CapabilityError(NAME, "msix", "the nvme driver owns the interrupts")
-
-    def reset(self, kind: int) -> None:
-        raise CapabilityError(NAME, "flr", "only NVME_IOCTL_RESET and NVME_IOCTL_SUBSYS_RESET")
-
-
-class KernelBackend:
-    """The controller ``/dev/nvmeN`` and the generic devices of its namespaces.
-
-    ``admin_queue(loop, depth)`` and ``io_queue(loop, qid, depth)`` build the
-    queues; ``reset()`` / ``subsystem_reset()`` are the kernel's resets.  The
-    sysfs root is injectable for tests.
-    """
+class KernelTransport:
+    """The controller ``/dev/nvmeN`` and the generic devices of its namespaces,
+    behind the verbs of ``aionvme.transport.base.Transport``.  The sysfs and /dev
+    roots are injectable for tests."""
 
     name = NAME
-    capabilities = capabilities.of(NAME)
+    # Nothing of the PCIe function is ours: commands pass through, the kernel
+    # decides the rest (its resets are offered by controller_reset()).
+    capabilities: frozenset[str] = frozenset()
+    device = None
 
     def __init__(self, address: str, *, sysfs: str = "/sys", dev: str = "/dev") -> None:
         m = ADDRESS.match(address)
@@ -78,6 +53,8 @@ class KernelBackend:
         self.instance = int(m.group(1))
         self._sysfs = sysfs
         self._dev = dev
+        self.loop: Any = None
+        self._queues: list[Any] = []
         try:
             st = os.stat(address)
         except FileNotFoundError:
@@ -90,7 +67,6 @@ class KernelBackend:
         except PermissionError as e:
             raise InterfaceError(f"{address}: {e.strerror}: NVMe passthrough needs root "
                                  "(CAP_SYS_ADMIN) or write permission on the device") from None
-        self.device = KernelDevice()
         self._ns_fds: dict[int, int] = {}
         self._closed = False
         try:
@@ -99,6 +75,13 @@ class KernelBackend:
             self.close()
             raise
 
+    @property
+    def backend_name(self) -> str:
+        return NAME
+
+    def _missing(self, capability: str, what: str) -> None:
+        caps.require(self.capabilities, capability, NAME, what)
+
     # -- namespaces ----------------------------------------------------------
     def generic_devices(self) -> list[str]:
         """The /dev/ngXnY of this controller's namespaces (from sysfs, by name when
@@ -106,8 +89,7 @@ class KernelBackend:
         ctrl = os.path.realpath(os.path.join(self._sysfs, "class", "nvme", f"nvme{self.instance}"))
         out = []
         for link in sorted(glob.glob(os.path.join(self._sysfs, "class", "nvme-generic", "ng*"))):
-            parent = os.path.realpath(os.path.join(link, "device"))
-            if parent == ctrl:
+            if os.path.realpath(os.path.join(link, "device")) == ctrl:
                 out.append(os.path.join(self._dev, os.path.basename(link)))
         if not out:
             out = sorted(glob.glob(os.path.join(self._dev, f"ng{self.instance}n*")))
@@ -131,44 +113,101 @@ class KernelBackend:
         """NSID -> descriptor of its generic char device."""
         return dict(self._ns_fds)
 
-    # -- queues ----------------------------------------------------------------
-    def admin_queue(self, loop: Any, depth: int = 64) -> Any:
+    # -- registers: the driver's --------------------------------------------------
+    def reg_read(self, offset: int, size: int = 4) -> int:
+        self._missing(caps.REGISTERS, f"register {offset:#x}")
+        return 0
+
+    def reg_write(self, offset: int, size: int, value: int) -> None:
+        self._missing(caps.REGISTERS, f"register {offset:#x}")
+
+    def cfg_read(self, offset: int, size: int) -> int:
+        self._missing(caps.CONFIG_SPACE, "PCI configuration space")
+        return 0
+
+    def cfg_write(self, offset: int, size: int, value: int) -> None:
+        self._missing(caps.CONFIG_SPACE, "PCI configuration space")
+
+    def msix_mask(self, vector: int, masked: bool) -> None:
+        self._missing(caps.MSIX, f"MSI-X vector {vector}")
+
+    # -- bring-up and queues --------------------------------------------------------
+    def prepare(self, loop: Any) -> int:
+        """Nothing to set up: the controller is live.  No vectors are the host's."""
+        self.loop = loop
+        return 0
+
+    def admin_queue(self, depth: int, dstrd: int = 0) -> Any:
         q = _core.KernelAdminQueue(self.fd, depth)
-        q.loop = loop
+        q.loop = self.loop
         return q
 
-    def io_queue(self, loop: Any, qid: int, depth: int) -> Any:
+    def set_admin_queue(self, aq: Any, depth: int) -> None:
+        """The kernel's admin queue carries our commands; nothing to program."""
+
+    def io_queue(self, qid: int, depth: int, dstrd: int = 0) -> Any:
+        """An io_uring of ``depth`` entries serving every namespace of the controller."""
         if not self._ns_fds:
             raise DeviceError(f"{self.address} has no namespace with a generic char device "
                               "(/dev/ngXnY, Linux 5.13+): I/O passthrough needs one")
-        default = min(self._ns_fds)
-        q = _core.KernelQpair(self._ns_fds[default], qid, depth)
+        q = _core.KernelQpair(self._ns_fds[min(self._ns_fds)], qid, depth)
         q.fds = dict(self._ns_fds)
-        q.loop = loop
-        q.start()
+        q.loop = self.loop
         return q
 
+    def attach(self, queue: Any, vector: int) -> None:
+        """The ring's eventfd goes on the loop (add_reader), as a vector's would."""
+        queue.start()
+        if queue not in self._queues:
+            self._queues.append(queue)
+
+    def detach(self, queue: Any, vector: int) -> None:
+        queue.stop()
+        if queue in self._queues:
+            self._queues.remove(queue)
+
+    def poll(self, vector: int) -> None:
+        for q in list(self._queues):
+            q.reap()
+
+    def doorbell_fds(self) -> Any:
+        self._missing(caps.IOWORKER, "an ioworker's own doorbells")
+
+    def stop_pollers(self) -> None:
+        for q in self._queues:
+            q.stop()
+        self._queues.clear()
+
     # -- the kernel's resets ----------------------------------------------------
-    def reset(self) -> None:
-        """NVME_IOCTL_RESET: the kernel resets the controller and re-creates its queues."""
+    def controller_reset(self) -> None:
+        """NVME_IOCTL_RESET: the kernel resets the controller and re-creates its own
+        queues; ours (the ioctl, the rings) carry on (blocking: use an executor)."""
         _core.kernel_reset(self.fd, RESET)
 
     def subsystem_reset(self) -> None:
-        """NVME_IOCTL_SUBSYS_RESET (NVM subsystem reset, where CAP.NSSRS allows it)."""
+        """NVME_IOCTL_SUBSYS_RESET (NVM subsystem reset; the kernel refuses with
+        ENOTTY where CAP.NSSRS is 0)."""
         _core.kernel_reset(self.fd, SUBSYS_RESET)
 
     def rescan(self) -> None:
+        """NVME_IOCTL_RESCAN: the kernel looks for namespaces again."""
         _core.kernel_reset(self.fd, RESCAN)
 
-    # -- Backend protocol ------------------------------------------------------
+    # -- life ----------------------------------------------------------------------
     def death(self) -> str | None:
         return None
 
+    def set_power_loss_hook(self, hook: Any) -> None:
+        """No software power loss on a real drive: nothing calls it."""
+
     def power_off(self) -> None:
-        raise CapabilityError(NAME, "power_cycle")
+        self._missing(caps.POWER_CYCLE, "power off")
 
     def power_on(self) -> None:
-        raise CapabilityError(NAME, "power_cycle")
+        self._missing(caps.POWER_CYCLE, "power on")
+
+    def extension(self, name: str) -> Any:
+        raise InterfaceError(f"the {NAME} backend has no extension {name!r}")
 
     def close(self) -> None:
         if self._closed:
@@ -178,63 +217,3 @@ class KernelBackend:
             os.close(fd)
         self._ns_fds.clear()
         os.close(self.fd)
-
-
-# -- the public API's hooks (Controller, Qpair) ---------------------------------
-async def enable(nvme: Any) -> None:
-    """Controller bring-up over the kernel: the controller is already live; read
-    what the PCIe path reads (Identify Controller, the Commands Supported and
-    Effects log, Number of Queues) through the admin ioctl."""
-    backend = nvme._backend
-    if nvme._aq is None:
-        nvme._aq = backend.admin_queue(nvme._loop, nvme._admin_depth)
-    idbuf = _core.Buffer(4096, "identify controller")
-    await nvme.identify(idbuf, 0, 1)
-    nvme._id_ctrl = bytes(idbuf[0:4096])
-    nvme._effects = b""
-    if nvme._id_ctrl[261] & 0x2:  # LPA bit 1: Commands Supported and Effects log page
-        cse = _core.Buffer(4096, "commands supported and effects")
-        cpl = await nvme.getlogpage(0x05, cse, 4096, check=False)
-        if cpl.ok:
-            nvme._effects = bytes(cse[0:4096])
-    cpl = await nvme.getfeatures(0x07, check=False)
-    # Number of Queues (5.27.1.5): what the controller allocated, the kernel's queues
-    # included; a KernelQpair uses none of them, so this only bounds the qids handed out.
-    nvme.max_io_queues = min(cpl.cdw0 & 0xFFFF, cpl.cdw0 >> 16) + 1 if cpl.ok else 1
-    nvme.vectors = 0
-
-
-def init_qpair(qp: Any, depth: int, prio: int, ien: bool, vector: int | None,
-               reap: bool) -> None:
-    """``Qpair(nvme, depth)`` over the kernel: an io_uring of ``depth`` entries."""
-    nvme = qp.nvme
-    if not isinstance(depth, int) or not 2 <= depth <= 4096:
-        raise InterfaceError(f"depth {depth} is outside 2..4096 (io_uring entries)")
-    if prio:
-        raise CapabilityError(NAME, "raw_queues", "the kernel creates its queues (QPRIO)")
-    if vector is not None:
-        raise CapabilityError(NAME, "msix", "the nvme driver owns the interrupts")
-    if not reap:
-        raise CapabilityError(NAME, "ioworker", "no worker process can reap a kernel queue yet")
-    qid = next(q for q in range(1, 65536) if q not in nvme._io_qpairs)
-    qp.depth, qp.prio, qp.qid, qp.vector, qp.ien, qp.reap = depth, 0, qid, 0, ien, True
-    qp._core = nvme._backend.io_queue(nvme._loop, qid, depth)
-    qp._created = False
-    nvme._io_qpairs[qid] = qp
-
-
-async def reset(nvme: Any) -> None:
-    """Controller reset the kernel's way (NVME_IOCTL_RESET): outstanding commands of
-    aionvme's queues fail with QueueDeletedError or the kernel's EINTR."""
-    from aionvme.exceptions import QueueDeletedError
-
-    def exc(cid: int) -> Exception:
-        return QueueDeletedError("the command was lost to a controller reset")
-    for qp in nvme._io_qpairs.values():
-        qp._core.reset_rings(exc)
-    await nvme._loop.run_in_executor(None, nvme._backend.reset)
-
-
-async def subsystem_reset(nvme: Any) -> None:
-    """NVM subsystem reset the kernel's way (NVME_IOCTL_SUBSYS_RESET)."""
-    await nvme._loop.run_in_executor(None, nvme._backend.subsystem_reset)

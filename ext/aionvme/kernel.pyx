@@ -20,7 +20,7 @@ DEF ENOTCONN_K = 107  # a helper thread could not be had
 # Admin commands that would take from the kernel what it owns: its queues, its
 # AERs (the kernel keeps them outstanding itself), its shadow doorbells.
 _KERNEL_OWNS = {0x00: "raw_queues", 0x01: "raw_queues", 0x04: "raw_queues",
-                0x05: "raw_queues", 0x0C: "aer", 0x7C: "doorbell_buffers"}
+                0x05: "raw_queues", 0x0C: "aer", 0x7C: "doorbell_buffer"}
 
 
 cdef class _KernelQueue:
@@ -35,6 +35,7 @@ cdef class _KernelQueue:
     cdef list _post
     cdef double *_deadline
     cdef uint8_t *_check
+    cdef uint8_t *_orphan  # failed early (reset, close): the kernel's completion is dropped
     cdef bint _live
     cdef public list bad_completions
     cdef public bint is_admin
@@ -50,7 +51,8 @@ cdef class _KernelQueue:
                                    if ring else ""))
         self._deadline = <double *>calloc(depth, sizeof(double))
         self._check = <uint8_t *>calloc(depth, 1)
-        if self._deadline == NULL or self._check == NULL:
+        self._orphan = <uint8_t *>calloc(depth, 1)
+        if self._deadline == NULL or self._check == NULL or self._orphan == NULL:
             anv_kqueue_fini(&self.q)
             raise MemoryError()
         self.fd = fd
@@ -71,6 +73,7 @@ cdef class _KernelQueue:
             anv_kqueue_fini(&self.q)
         free(self._deadline)
         free(self._check)
+        free(self._orphan)
 
     @property
     def outstanding(self):
@@ -152,6 +155,10 @@ cdef class _KernelQueue:
         cdef Completion cpl = Completion.new(&c.cqe)
         cdef int cid = c.cqe.cid
         cdef bint check
+        if counted and cid < self.depth and self._orphan[cid]:
+            self._orphan[cid] = 0  # its future failed already (a reset): only the CID comes back
+            self._release(cid)
+            return
         if not counted or cid >= self.depth or self._futs[cid] is None:
             self.bad_completions.append(cpl)
             return
@@ -207,19 +214,35 @@ cdef class _KernelQueue:
         return n
 
     def fail_all(self, exc_factory):
-        """Fail and forget every outstanding command."""
+        """Fail every outstanding command now.  The kernel still owns them: each
+        CID (and its Buffer) stays taken until the kernel completes the command,
+        whose completion is then dropped, so a CID is never reused under a
+        command still in flight."""
         cdef int cid
         for cid in range(self.depth):
             if self._futs[cid] is not None:
-                fut = self._release(cid)
+                fut = self._futs[cid]
+                self._futs[cid] = None
+                self._cbs[cid] = None
+                self._post[cid] = None
+                self._deadline[cid] = 0.0
+                self._orphan[cid] = 1
+                anv_cmdlog_flag(&self.q.log, self.q.cid_seq[cid], ANV_LOG_DROPPED)
                 if not fut.done():
                     fut.set_exception(exc_factory(cid))
-        anv_kqueue_drop_all(&self.q)
 
     def reset_rings(self, exc_factory):
-        """After a kernel reset: fail what is outstanding (the rings are the kernel's)."""
+        """After a reset: fail what is outstanding (the rings are the kernel's)."""
         if self._live:
             self.fail_all(exc_factory)
+
+    cdef void _forget(self):
+        """The queue is closed: nothing will complete any more."""
+        cdef int cid
+        for cid in range(self.depth):
+            self._orphan[cid] = 0
+            self._release(cid)
+        anv_kqueue_drop_all(&self.q)
 
     def pending(self):
         """The futures of outstanding commands, oldest first."""
@@ -385,6 +408,7 @@ cdef class KernelQpair(_KernelQueue):
         if self._live:
             self.stop()
             self.fail_all(lambda cid: _exc.QueueDeletedError(f"queue {self.qid} was deleted"))
+            self._forget()
             self._live = False
             anv_kqueue_fini(&self.q)
 
@@ -437,8 +461,8 @@ cdef class KernelAdminQueue(_KernelQueue):
         cdef int cid
         cdef anv_sqe tmp
         if opcode in _KERNEL_OWNS:
-            raise _exc.CapabilityError(_KERNEL, _KERNEL_OWNS[opcode],
-                                       f"admin opcode {opcode:#04x} belongs to the nvme driver")
+            raise _missing(_KERNEL_OWNS[opcode],
+                           f"admin opcode {opcode:#04x} is the nvme driver's own")
         cid = self._prepare(&tmp, opcode, nsid, buf, &xfer_len, buf_offset, flags, sgl, prp1,
                             prp2, &data)
         sqe = &self._sqes[cid]
@@ -496,6 +520,7 @@ cdef class KernelAdminQueue(_KernelQueue):
         once the last ioctl in flight returned."""
         if self._live:
             self.fail_all(lambda cid: _exc.QueueDeletedError("the admin queue was closed"))
+            self._forget()
             self._live = False
             anv_kqueue_fini(&self.q)
             self._pool.shutdown(wait=False)
