@@ -39,14 +39,12 @@ class Qpair:
         if nvme._transport is None:
             raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
         t = nvme._transport
-        if caps.RAW_QUEUES in t.capabilities:
-            mqes, limit = (nvme.cap & 0xFFFF) + 1, "CAP.MQES + 1"
-        else:  # the transport's own queue (an io_uring of the kernel transport)
-            mqes, limit = 4096, f"the {t.backend_name} transport's queue entries"
+        mqes, limit = max_entries(nvme)
+        if caps.RAW_QUEUES not in t.capabilities:
             if prio:
                 caps.require(t.capabilities, caps.RAW_QUEUES, t.backend_name, f"QPRIO {prio}")
-            if not reap:
-                caps.require(t.capabilities, caps.IOWORKER, t.backend_name, "reap=False")
+            if not reap:  # no other process can reap the transport's own queue
+                caps.require(t.capabilities, caps.RAW_QUEUES, t.backend_name, "reap=False")
         if not isinstance(depth, int) or not 2 <= depth <= mqes:
             raise InterfaceError(f"depth {depth} is outside 2..{mqes} ({limit})")
         if not 0 <= prio <= 3:
@@ -194,6 +192,16 @@ class Qpair:
 
     def __repr__(self) -> str:
         return f"<Qpair qid={self.qid} depth={self.depth} vector={self.vector}>"
+
+
+def max_entries(nvme: "Controller") -> tuple[int, str]:
+    """The most entries a queue of ``nvme`` may have, and what says so: CAP.MQES + 1
+    where the host creates the queues, else the transport's own limit (io_uring:
+    4096 entries)."""
+    t = nvme._transport
+    if t is None or caps.RAW_QUEUES in t.capabilities:
+        return (nvme.cap & 0xFFFF) + 1, "CAP.MQES + 1"
+    return 4096, f"the {t.backend_name} transport's queue entries"
 
 
 def check_qpair(value: Any) -> Qpair:

@@ -102,10 +102,10 @@ async def test_admin_ioctl_runs_off_the_loop(plain_fd):
     a.close()
 
 
-def test_the_kernel_transport_has_none_of_the_pcie_capabilities():
-    assert KernelTransport.capabilities.isdisjoint(capabilities.PCIE)
+def test_the_kernel_transport_has_only_the_ioworker_of_the_pcie_capabilities():
+    assert KernelTransport.capabilities == {capabilities.IOWORKER}
     from aionvme.transport import capabilities_of
-    assert capabilities_of("/dev/nvme0") == ("kernel", frozenset())
+    assert capabilities_of("/dev/nvme0") == ("kernel", frozenset({"ioworker"}))
     with pytest.raises(CapabilityError, match="the kernel backend has no registers"):
         capabilities.require(KernelTransport.capabilities, capabilities.REGISTERS, "kernel",
                              "register 0x1c")
@@ -118,3 +118,29 @@ def test_backend_address_errors(tmp_path):
         open_transport("/dev/nvme987")
     with pytest.raises(InterfaceError, match="names no backend"):
         open_transport("/dev/sda")
+
+
+def test_ioworker_engine_on_io_uring_stops_at_the_kernels_error(plain_fd):
+    """The worker's native loop on its own io_uring (here in-process, on a file
+    without uring_cmd): the first command the kernel fails ends the run."""
+    data, aux = aionvme.Buffer(8 * 4096), aionvme.Buffer(8 * 16)
+    stats = _core.IOWorkerStats()
+    arena = _core.arena()
+    spec = {
+        "backend": "kernel", "arena_size": arena.size,
+        "fds": {"arena": os.dup(arena.fd), "stats": stats.fd},
+        "queue": {"path": __file__, "qid": 0x8001, "depth": 9},
+        "nsid": 1, "lba_size": 512, "io_size": 8, "lba_align": 8, "lba_step": 8,
+        "lba_random": 1, "region_start": 0, "region_end": 1 << 20, "lba_start": 0,
+        "qdepth": 8, "time_ns": 0, "io_count": 100, "iops": 0, "timeout_ns": 5 * 10**9,
+        "mix": bytes(1000), "data_iova": data.iova, "aux_iova": aux.iova,
+    }
+    try:
+        assert _core.ioworker_run(spec, stats) == 0
+    except OSError as e:
+        pytest.skip(f"io_uring with SQE128/CQE32 is not available here: {e}")
+    snap = stats.snapshot()
+    assert snap["reason"] == "error" and snap["errors"] >= 1
+    assert snap["first_error"]["kind"] == "kernel" and snap["first_error"]["errno"] == 95
+    assert snap["first_error"]["opcode"] == 0x02 and snap["submitted"] >= 1
+    stats.close()

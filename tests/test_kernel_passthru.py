@@ -14,7 +14,7 @@ import re
 import pytest
 
 import aionvme
-from aionvme.exceptions import CapabilityError, CommandError, VerifyError
+from aionvme.exceptions import CapabilityError, CommandError, IOWorkerVerifyError, VerifyError
 from aionvme.exceptions import status
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -24,6 +24,19 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 def kernel_only(pciaddr):
     if not pciaddr.startswith("/dev/nvme"):
         pytest.skip("needs --pciaddr /dev/nvmeN (a drive on the Linux nvme driver)")
+
+
+def corrupt(nvme0, ns, lba):
+    """Write ``lba`` behind the verifier's back, through the kernel's block device."""
+    ctrl = os.path.basename(nvme0.addr)
+    disks = sorted(d for d in os.listdir(f"/sys/class/nvme/{ctrl}") if re.fullmatch(r"nvme\d+n1", d))
+    fd = os.open(f"/dev/{disks[0]}", os.O_RDWR | os.O_DIRECT)
+    try:
+        page = mmap.mmap(-1, 4096)
+        page[:] = b"\x5a" * 4096
+        os.pwritev(fd, [memoryview(page)[:ns.lba_size]], lba * ns.lba_size)
+    finally:
+        os.close(fd)
 
 
 def pattern(buf, seed):
@@ -100,24 +113,14 @@ async def test_data_integrity_is_verified(nvme0, nvme0n1, qpair, verify):
     w = aionvme.Buffer(4 * size)
     await nvme0n1.write(qpair, w, 2000, 4)
     await nvme0n1.read(qpair, aionvme.Buffer(4 * size), 2000, 4)
-    # Behind the verifier's back: the kernel's block device writes LBA 2002.
-    ctrl = os.path.basename(nvme0.addr)
-    disks = sorted(d for d in os.listdir(f"/sys/class/nvme/{ctrl}") if re.fullmatch(r"nvme\d+n1", d))
-    block = f"/dev/{disks[0]}"
-    fd = os.open(block, os.O_RDWR | os.O_DIRECT)
-    try:
-        page = mmap.mmap(-1, 4096)
-        page[:] = b"\x5a" * 4096
-        os.pwritev(fd, [memoryview(page)[:size]], 2002 * size)
-    finally:
-        os.close(fd)
+    corrupt(nvme0, nvme0n1, 2002)
     with pytest.raises(VerifyError, match="LBA 2002") as e:
         await nvme0n1.read(qpair, aionvme.Buffer(4 * size), 2000, 4)
     assert e.value.lba == 2002
 
 
 async def test_what_the_kernel_hides_is_a_capability_error(nvme0, nvme0n1, qpair):
-    assert nvme0.backend == "kernel" and nvme0.capabilities == frozenset()
+    assert nvme0.backend == "kernel" and nvme0.capabilities == {"ioworker"}
     with pytest.raises(CapabilityError, match="the kernel backend has no registers"):
         nvme0[0x1C]
     with pytest.raises(CapabilityError, match="no config space"):
@@ -132,8 +135,33 @@ async def test_what_the_kernel_hides_is_a_capability_error(nvme0, nvme0n1, qpair
         aionvme.Qpair(nvme0, 16, vector=1)
     with pytest.raises(CapabilityError, match="no raw queues"):
         aionvme.Qpair(nvme0, 16, prio=2)
-    with pytest.raises(CapabilityError, match="no ioworker"):
-        nvme0n1.ioworker(io_size=8, time=1)
+    with pytest.raises(CapabilityError, match="no raw queues"):
+        await nvme0n1.ioworker(io_size=8, io_count=8, qprio=1)
+
+
+async def test_ioworker_on_io_uring_with_verify(nvme0, nvme0n1, qpair, verify):
+    """Writes then reads through the worker's own io_uring, every read checked
+    against what was written; then a read of ours sees the worker's data."""
+    w = await nvme0n1.ioworker(io_size=8, lba_align=8, lba_random=False, qdepth=16,
+                               read_percentage=0, io_count=512, region_end=4096)
+    assert w.io_count_write == 512 and w.error == 0
+    r = await nvme0n1.ioworker(io_size=8, lba_align=8, lba_random=True, qdepth=16,
+                               read_percentage=100, io_count=1024, region_end=4096)
+    assert r.io_count_read == 1024 and r.error == 0
+    await nvme0n1.read(qpair, aionvme.Buffer(4096), 8, 8)  # verified against the worker's writes
+    mixed = nvme0n1.ioworker(io_size=8, lba_align=8, qdepth=8, read_percentage=50, io_count=1024,
+                             region_end=4096)
+    async with mixed:
+        pass
+    assert mixed.result.io_count_read and mixed.result.io_count_write
+    log = mixed.cmdlog(4)
+    assert len(log) == 4 and all(e.completed and e.status == 0 for e in log)
+    # LBA 72 changed behind the verifier's back: the worker's read finds it.
+    corrupt(nvme0, nvme0n1, 72)
+    with pytest.raises(IOWorkerVerifyError, match="LBA 72") as e:
+        await nvme0n1.ioworker(io_size=8, lba_align=8, lba_random=False, lba_start=72,
+                               qdepth=1, read_percentage=100, io_count=1, region_end=4096)
+    assert e.value.lba == 72
 
 
 async def test_kernel_reset_keeps_the_queues_usable(nvme0, nvme0n1, qpair):

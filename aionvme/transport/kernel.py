@@ -41,8 +41,9 @@ class KernelTransport:
 
     name = NAME
     # Nothing of the PCIe function is ours: commands pass through, the kernel
-    # decides the rest (its resets are offered by controller_reset()).
-    capabilities: frozenset[str] = frozenset()
+    # decides the rest (its resets are offered by controller_reset()).  Workers
+    # run their own io_uring (worker_queue()).
+    capabilities: frozenset[str] = frozenset({caps.IOWORKER})
     device = None
 
     def __init__(self, address: str, *, sysfs: str = "/sys", dev: str = "/dev") -> None:
@@ -68,6 +69,8 @@ class KernelTransport:
             raise InterfaceError(f"{address}: {e.strerror}: NVMe passthrough needs root "
                                  "(CAP_SYS_ADMIN) or write permission on the device") from None
         self._ns_fds: dict[int, int] = {}
+        self._ns_paths: dict[int, str] = {}
+        self._worker_qid = 0x8000  # labels of ioworker rings, above any Qpair's qid
         self._closed = False
         try:
             self._open_namespaces()
@@ -107,6 +110,7 @@ class KernelTransport:
                 os.close(fd)
                 continue
             self._ns_fds[nsid] = fd
+            self._ns_paths[nsid] = path
 
     @property
     def namespaces(self) -> dict[int, int]:
@@ -171,7 +175,18 @@ class KernelTransport:
             q.reap()
 
     def doorbell_fds(self) -> Any:
-        self._missing(caps.IOWORKER, "an ioworker's own doorbells")
+        self._missing(caps.RAW_QUEUES, "an ioworker's own doorbells")
+
+    def worker_queue(self, nsid: int, depth: int) -> dict[str, Any]:
+        """What an ioworker process needs to make its own io_uring of ``depth``
+        entries for namespace ``nsid``: the generic char device to open.  ``qid``
+        labels its cmdlog (the next number no queue of this process uses)."""
+        path = self._ns_paths.get(nsid)
+        if path is None:
+            raise InterfaceError(f"namespace {nsid} of {self.address} has no generic char device "
+                                 f"(/dev/ngXnY): it has {sorted(self._ns_paths)}")
+        self._worker_qid += 1
+        return {"path": path, "qid": self._worker_qid, "depth": depth}
 
     def stop_pollers(self) -> None:
         for q in self._queues:

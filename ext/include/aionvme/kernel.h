@@ -27,6 +27,7 @@
 #define ANV_IORING_FEAT_SINGLE_MMAP (1u << 0)
 #define ANV_IORING_OP_URING_CMD 46
 #define ANV_IORING_ENTER_GETEVENTS (1u << 0)
+#define ANV_IORING_ENTER_EXT_ARG (1u << 3)
 #define ANV_IORING_REGISTER_EVENTFD 4
 #define ANV_IORING_OFF_SQ_RING 0ull
 #define ANV_IORING_OFF_CQ_RING 0x8000000ull
@@ -146,6 +147,13 @@ struct anv_uring_sqe *anv_uring_sqe_get(struct anv_uring *r);
  * Return: the number of SQEs the kernel consumed, or -1 with errno set.
  */
 int anv_uring_enter(struct anv_uring *r, uint32_t wait);
+
+/**
+ * anv_uring_wait() - hand the pending SQEs to the kernel and sleep until a
+ * CQE is posted or @timeout_ns passed (IORING_ENTER_EXT_ARG, Linux 5.11+)
+ * Return: 0, or -1 with errno set (ETIME: the time passed).
+ */
+int anv_uring_wait(struct anv_uring *r, uint64_t timeout_ns);
 
 /* The number of CQEs ready to be reaped. */
 static inline uint32_t anv_uring_cq_ready(const struct anv_uring *r)

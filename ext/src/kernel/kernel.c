@@ -95,6 +95,19 @@ static int sys_enter(int fd, uint32_t to_submit, uint32_t min_complete, uint32_t
 	return (int)syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, 0);
 }
 
+/* struct io_uring_getevents_arg and struct __kernel_timespec */
+struct anv_uring_getevents_arg {
+	uint64_t sigmask;
+	uint32_t sigmask_sz;
+	uint32_t pad;
+	uint64_t ts;
+};
+
+struct anv_kernel_timespec {
+	int64_t tv_sec;
+	long long tv_nsec;
+};
+
 static int sys_register(int fd, uint32_t op, void *arg, uint32_t nr)
 {
 	return (int)syscall(__NR_io_uring_register, fd, op, arg, nr);
@@ -222,6 +235,25 @@ int anv_uring_enter(struct anv_uring *r, uint32_t wait)
 		return -1;
 	r->pending -= (uint32_t)ret < n ? (uint32_t)ret : n;
 	return ret;
+}
+
+int anv_uring_wait(struct anv_uring *r, uint64_t timeout_ns)
+{
+	struct anv_kernel_timespec ts = {
+		.tv_sec = (int64_t)(timeout_ns / 1000000000u),
+		.tv_nsec = (long long)(timeout_ns % 1000000000u),
+	};
+	struct anv_uring_getevents_arg arg = { .ts = (uint64_t)(uintptr_t)&ts };
+	uint32_t n = r->pending;
+	int ret;
+
+	__atomic_store_n(r->sq_tail, r->sq_local_tail, __ATOMIC_RELEASE);
+	ret = (int)syscall(__NR_io_uring_enter, r->fd, n, 1u,
+			   ANV_IORING_ENTER_GETEVENTS | ANV_IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+	if (ret < 0)
+		return -1;
+	r->pending -= (uint32_t)ret < n ? (uint32_t)ret : n;
+	return 0;
 }
 
 int anv_uring_reap(struct anv_uring *r, struct anv_uring_cqe *out, int max)
