@@ -137,6 +137,10 @@ async def test_what_the_kernel_hides_is_a_capability_error(nvme0, nvme0n1, qpair
         aionvme.Qpair(nvme0, 16, prio=2)
     with pytest.raises(CapabilityError, match="no raw queues"):
         await nvme0n1.ioworker(io_size=8, io_count=8, qprio=1)
+    with pytest.raises(CapabilityError, match="no nssr"):
+        await aionvme.Subsystem(nvme0).reset()
+    with pytest.raises(CapabilityError, match="no power cycle"):
+        await aionvme.Subsystem(nvme0).power_cycle(0)
 
 
 async def test_ioworker_on_io_uring_with_verify(nvme0, nvme0n1, qpair, verify):
