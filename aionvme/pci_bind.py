@@ -110,6 +110,12 @@ class System:
             n.serial = self._read(d, "nvme", ctrls[0], "serial")
         n.namespaces = self._namespaces(ctrls)
         self._usage(n)
+        if n.driver == "vfio-pci" and n.iommu_group is not None:
+            # A user-space driver holds the group: unbinding would wait for it to let go.
+            group = f"/dev/vfio/{n.iommu_group}"
+            for pid, path in self._openers([group]):
+                n.in_use.append(f"{path} is open by process {pid} "
+                                f"({self._read(self.proc, pid, 'comm')})")
         return n
 
     def _namespaces(self, ctrls: list[str]) -> list[str]:
@@ -291,11 +297,17 @@ def reset(system: System, addresses: list[str] | None = None, *,
     ctrls = [system.controller(a) for a in addresses] if addresses is not None else [
         c for c in system.controllers() if c.driver == "vfio-pci"]
     out = []
+    busy = [c for c in ctrls if c.driver == "vfio-pci" and c.in_use]
+    if busy and addresses is not None:
+        raise DeviceInUse(busy[0].address, busy[0].in_use)
     if ctrls:
         system.load("nvme", "nvme")
     for c in ctrls:
         if c.driver == "nvme":
             out.append(f"{c.address}: already on nvme")
+            continue
+        if c in busy:
+            out.append(f"{c.address}: skipped, in use: " + "; ".join(c.in_use))
             continue
         system.bind(c.address, "")
         now = system.controller(c.address)

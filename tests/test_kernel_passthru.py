@@ -14,7 +14,8 @@ import re
 import pytest
 
 import aionvme
-from aionvme.exceptions import CapabilityError, CommandError, IOWorkerVerifyError, VerifyError
+from aionvme.exceptions import (CapabilityError, CommandError, IOWorkerVerifyError,
+                                KernelCommandError, VerifyError)
 from aionvme.exceptions import status
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -106,6 +107,20 @@ async def test_device_status_comes_back(nvme0n1, qpair):
     assert (cpl.sct, cpl.sc) == (0, 1)
     log = qpair.cmdlog(2)
     assert log[-1].opcode == 0xC1 and log[-1].status & 0x7FF == 1 and log[-1].completed
+
+
+async def test_what_the_kernel_refuses_itself_has_its_errno(nvme0, nvme0n1, qpair):
+    """Beyond MDTS the kernel maps no such request (no NVMe status exists): the
+    command fails with KernelCommandError and the cmdlog says KERNEL ERROR."""
+    lbas = 2 * nvme0.mdts // nvme0n1.lba_size
+    if lbas > 0x10000:
+        pytest.skip(f"MDTS {nvme0.mdts} leaves no room above it for one command")
+    with pytest.raises(KernelCommandError) as e:
+        await nvme0n1.read(qpair, aionvme.Buffer(lbas * nvme0n1.lba_size), 0, lbas)
+    assert e.value.errno > 0
+    last = qpair.cmdlog(1)[0]
+    assert last.err == e.value.errno and "KERNEL ERROR" in str(last)
+    await nvme0n1.read(qpair, aionvme.Buffer(4096), 0, 8)  # the queue goes on
 
 
 async def test_data_integrity_is_verified(nvme0, nvme0n1, qpair, verify):

@@ -172,3 +172,18 @@ def test_an_open_block_device_is_in_use(tmp_path):
     assert s.controller("0000:00:05.0").in_use == ["/dev/nvme1n1 is open by process 4242 (fio)"]
     with pytest.raises(DeviceInUse, match="open by process 4242"):
         pci_bind.setup(s, ["0000:00:05.0"], euid=0)
+
+
+def test_reset_refuses_a_vfio_group_held_by_a_process(tmp_path):
+    s = make_tree(tmp_path)
+    pci_bind.setup(s, euid=0)
+    fd = tmp_path / "proc" / "777" / "fd"
+    fd.mkdir(parents=True)
+    (fd / "9").symlink_to("/dev/vfio/3")
+    (fd.parent / "comm").write_text("python3\n")
+    assert s.controller("0000:00:04.0").in_use == ["/dev/vfio/3 is open by process 777 (python3)"]
+    with pytest.raises(DeviceInUse, match="/dev/vfio/3 is open by process 777"):
+        pci_bind.reset(s, ["0000:00:04.0"], euid=0)
+    done = pci_bind.reset(s, euid=0)
+    assert done == ["0000:00:04.0: skipped, in use: /dev/vfio/3 is open by process 777 (python3)",
+                    "0000:00:05.0: vfio-pci -> nvme"]

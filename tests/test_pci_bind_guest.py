@@ -40,7 +40,8 @@ def test_setup_refuses_a_mounted_filesystem_and_round_trips_a_free_one(mounted, 
     system = System()
     assert cli.main(["list"]) == 0
     listing = capsys.readouterr().out
-    print(listing)
+    with capsys.disabled():
+        print("\n" + listing)
     assert busy in listing and free in listing and f"is mounted on {point}" in listing
     with pytest.raises(DeviceInUse, match=f"{os.path.basename(disk)} is mounted on {point}"):
         pci_bind.setup(system, [busy])
