@@ -133,12 +133,23 @@ class _KernelQueue:
     poll_ns: int
     outstanding: int
     closed: bool
+    queued: int
+    strict: bool
+    unwaited: Any
+    on_unwaited: Callable[[], None] | None
+    completions: int
+    reaped: int
+    reaped_at: float
+    expired_since: float
+    stuck: str | None
     def submit(self, opcode: int, nsid: int = 0, buf: Buffer | None = None, xfer_len: int = -1,
                cdw10: int = 0, cdw11: int = 0, cdw12: int = 0, cdw13: int = 0, cdw14: int = 0,
                cdw15: int = 0, cdw2: int = 0, cdw3: int = 0, flags: int = 0, sgl: bool = False,
                cb: Callable[[int, int], Any] | None = None, check: bool = True,
                timeout: float = 5.0, post: Callable[[Completion], Any] | None = None,
-               buf_offset: int = 0, prp1: int | None = None, prp2: int | None = None) -> Any: ...
+               buf_offset: int = 0, prp1: int | None = None, prp2: int | None = None,
+               dev_len: int = -1) -> Any: ...
+    def note_unwaited(self, cpl: Completion) -> None: ...
     def reap(self) -> int: ...
     def opcode_of(self, cid: int) -> int: ...
     def expire(self, now: float) -> int: ...

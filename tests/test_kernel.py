@@ -41,8 +41,10 @@ async def test_uring_commands_complete_through_the_eventfd(plain_fd):
     buf = aionvme.Buffer(4096)
     futs = [q.submit(0x02, 1, buf, 4096, i, 0, 7) for i in range(7)]
     assert q.outstanding == 7
+    q.strict = True
     with pytest.raises(QueueFullError, match="7 commands outstanding"):
         q.submit(0x02, 1, buf, 4096)
+    q.strict = False
     res = await asyncio.gather(*futs, return_exceptions=True)
     # A regular file has no uring_cmd: the kernel fails each one with EOPNOTSUPP.
     assert all(isinstance(r, KernelCommandError) and r.errno == 95 for r in res)
@@ -53,6 +55,18 @@ async def test_uring_commands_complete_through_the_eventfd(plain_fd):
     assert "KERNEL ERROR" in str(log[0]) and "errno 95" in str(log[0])
     q.close()
     assert q.closed
+
+
+async def test_more_commands_than_cids_wait_in_order(plain_fd):
+    q = ring(plain_fd, 4)
+    buf = aionvme.Buffer(4096)
+    futs = [q.submit(0x02, 1, buf, 512, i) for i in range(10)]
+    assert q.outstanding == 3 and q.queued == 7 and len(q.pending()) == 10
+    res = await asyncio.gather(*futs, return_exceptions=True)
+    assert all(isinstance(r, KernelCommandError) for r in res) and q.queued == 0
+    assert [e.cdw(10) for e in entries(1, q.cmdlog())] == list(range(10))  # in order
+    assert buf._inflight == 0 and q.reaped == 10 and q.completions == 10
+    q.close()
 
 
 async def test_one_enter_for_many_submits_and_cid_reuse(plain_fd):
@@ -79,6 +93,8 @@ async def test_uring_refuses_what_the_kernel_builds_itself(plain_fd):
         q.submit(0x02, 1, buf, 8192)
     with pytest.raises(InterfaceError, match="buf is required"):
         q.submit(0x02, 1, None, 512)
+    with pytest.raises(CapabilityError, match="ask for 8192 bytes but its buffer has 4096"):
+        q.submit(0x02, 1, buf, dev_len=8192)
     assert q.outstanding == 0
     q.close()
     with pytest.raises(QueueDeletedError):

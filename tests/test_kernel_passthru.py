@@ -7,6 +7,7 @@ test guest: ``guest.py run --kernel 1 -- python -m pytest tests/test_kernel_pass
 from __future__ import annotations
 
 import asyncio
+import errno
 import mmap
 import os
 import re
@@ -103,7 +104,7 @@ async def test_device_status_comes_back(nvme0n1, qpair):
     r = aionvme.Buffer(4096)
     with pytest.raises(status.LBAOutOfRange):
         await nvme0n1.read(qpair, r, nvme0n1.nsze, 1)
-    cpl = await nvme0n1.send_cmd(0xC1, qpair, check=False)  # vendor specific: unknown here
+    cpl = await nvme0n1.send_cmd(0xC1, qpair, nsid=1, check=False)  # vendor specific: unknown here
     assert (cpl.sct, cpl.sc) == (0, 1)
     log = qpair.cmdlog(2)
     assert log[-1].opcode == 0xC1 and log[-1].status & 0x7FF == 1 and log[-1].completed
@@ -121,6 +122,16 @@ async def test_what_the_kernel_refuses_itself_has_its_errno(nvme0, nvme0n1, qpai
     last = qpair.cmdlog(1)[0]
     assert last.err == e.value.errno and "KERNEL ERROR" in str(last)
     await nvme0n1.read(qpair, aionvme.Buffer(4096), 0, 8)  # the queue goes on
+
+
+async def test_an_nsid_not_the_devices_is_refused_by_the_kernel(nvme0n1, qpair):
+    """Each namespace has its own generic device, and the kernel checks the NSID
+    against it (no NVMe status: the controller never sees the command)."""
+    for nsid in (0, 7, 0xFFFFFFFF):
+        with pytest.raises(KernelCommandError) as e:
+            await nvme0n1.send_cmd(0x00, qpair, nsid=nsid)  # Flush
+        assert e.value.errno == errno.EINVAL
+    await nvme0n1.flush(qpair)
 
 
 async def test_data_integrity_is_verified(nvme0, nvme0n1, qpair, verify):

@@ -135,6 +135,14 @@ class KernelTransport:
     def msix_mask(self, vector: int, masked: bool) -> None:
         self._missing(caps.MSIX, f"MSI-X vector {vector}")
 
+    def msix_pending(self, vector: int) -> bool:
+        self._missing(caps.MSIX, f"MSI-X vector {vector}")
+        return False
+
+    def irq_count(self, vector: int) -> int:
+        self._missing(caps.MSIX, f"MSI-X vector {vector}")
+        return 0
+
     # -- bring-up and queues --------------------------------------------------------
     def prepare(self, loop: Any) -> int:
         """Nothing to set up: the controller is live.  No vectors are the host's."""

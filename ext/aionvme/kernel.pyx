@@ -6,6 +6,7 @@
 # pending, cmdlog, close), so the API above does not tell them apart.
 from aionvme.includes.kernel cimport *
 import concurrent.futures as _cf
+from collections import deque as _kdeque
 import os as _os_k
 
 _KERNEL = "kernel"
@@ -36,6 +37,16 @@ cdef class _KernelQueue:
     cdef double *_deadline
     cdef uint8_t *_check
     cdef uint8_t *_orphan  # failed early (reset, close): the kernel's completion is dropped
+    cdef double *_submitted
+    cdef object _backlog   # (future, args) waiting for a free CID, in order
+    cdef public bint strict
+    cdef public object unwaited
+    cdef public object on_unwaited
+    cdef readonly unsigned long long completions
+    cdef readonly uint64_t reaped
+    cdef readonly double reaped_at
+    cdef readonly double expired_since
+    cdef public object stuck
     cdef bint _live
     cdef public list bad_completions
     cdef public bint is_admin
@@ -52,7 +63,9 @@ cdef class _KernelQueue:
         self._deadline = <double *>calloc(depth, sizeof(double))
         self._check = <uint8_t *>calloc(depth, 1)
         self._orphan = <uint8_t *>calloc(depth, 1)
-        if self._deadline == NULL or self._check == NULL or self._orphan == NULL:
+        self._submitted = <double *>calloc(depth, sizeof(double))
+        if (self._deadline == NULL or self._check == NULL or self._orphan == NULL
+                or self._submitted == NULL):
             anv_kqueue_fini(&self.q)
             raise MemoryError()
         self.fd = fd
@@ -65,6 +78,15 @@ cdef class _KernelQueue:
         self.bad_completions = []
         self.is_admin = qid == 0
         self.poll_ns = 0
+        self._backlog = _kdeque()
+        self.strict = False
+        self.unwaited = _kdeque(maxlen=65536)
+        self.on_unwaited = None
+        self.completions = 0
+        self.reaped = 0
+        self.reaped_at = 0.0
+        self.expired_since = 0.0
+        self.stuck = None
         self._live = True
         return 0
 
@@ -74,6 +96,7 @@ cdef class _KernelQueue:
         free(self._deadline)
         free(self._check)
         free(self._orphan)
+        free(self._submitted)
 
     @property
     def outstanding(self):
@@ -83,19 +106,104 @@ cdef class _KernelQueue:
     def closed(self):
         return not self._live
 
-    cdef int _prepare(self, anv_sqe *sqe, int opcode, unsigned int nsid, Buffer buf,
-                      Py_ssize_t *xfer_len, Py_ssize_t buf_offset, int flags, bint sgl,
-                      object prp1, object prp2, uint8_t **data) except -1:
-        """Check the command and build its SQE equivalent; the CID is taken last."""
-        cdef int cid
+    def submit(self, int opcode, unsigned int nsid=0, Buffer buf=None, Py_ssize_t xfer_len=-1,
+               unsigned int cdw10=0, unsigned int cdw11=0, unsigned int cdw12=0,
+               unsigned int cdw13=0, unsigned int cdw14=0, unsigned int cdw15=0,
+               unsigned int cdw2=0, unsigned int cdw3=0, int flags=0, bint sgl=False,
+               object cb=None, bint check=True, double timeout=5.0, object post=None,
+               Py_ssize_t buf_offset=0, object prp1=None, object prp2=None,
+               Py_ssize_t dev_len=-1):
+        """Send one command; return a future.  With depth - 1 commands out it waits
+        in a software queue, in order, as on CoreQpair (``strict``: QueueFullError)."""
+        cdef Py_ssize_t n
         if not self._live:
             raise _exc.QueueDeletedError(f"queue {self.qid} was deleted")
+        if self.stuck is not None:
+            raise _exc.DeviceError(self.stuck)
         if not 0 <= opcode <= 0xff:
             raise _exc.InterfaceError(f"opcode {opcode:#x} is outside 0..0xff")
+        self._refuse(opcode)
         if sgl or prp1 is not None or prp2 is not None or flags & 0xc0:
             raise _missing("prp", "the kernel builds the data pointer (PRP or SGL) itself")
         if flags & 0x3:
             raise _missing("fused", "the kernel does not pass fused commands")
+        if buf is not None:
+            buf.c_iova()  # a freed buffer raises here
+            n = buf.size - buf_offset if xfer_len < 0 else xfer_len
+            if buf_offset < 0 or buf_offset + n > buf.size:
+                raise _exc.InterfaceError(
+                    f"buf of {buf.size} bytes is smaller than the transfer of {n} bytes"
+                    + (f" at offset {buf_offset}" if buf_offset else ""))
+            if n > 0xffffffff:
+                raise _exc.InterfaceError(f"a transfer of {n} bytes exceeds 4 GiB")
+            if dev_len > n:
+                # The kernel maps the buffer alone; the device would go past its PRPs.
+                raise _missing("prp", f"the command's fields ask for {dev_len} bytes but its "
+                                      f"buffer has {n}: the kernel maps only the buffer")
+        elif xfer_len > 0:
+            raise _exc.InterfaceError(f"the command transfers {xfer_len} bytes: buf is required")
+        args = (opcode, nsid, buf, xfer_len, cdw10, cdw11, cdw12, cdw13, cdw14, cdw15, cdw2,
+                cdw3, flags, cb, check, timeout, post, buf_offset)
+        fut = self.loop.create_future()
+        if self._backlog or anv_kqueue_outstanding(&self.q) >= self.depth - 1:
+            if self.strict:
+                raise _exc.QueueFullError(
+                    f"queue {self.qid} has {self.depth - 1} commands outstanding, the most its "
+                    f"depth {self.depth} allows")
+            if buf is not None:
+                buf._inflight += 1  # the command's from now on
+            self._backlog.append((fut, args))
+            return fut
+        self._issue(fut, args)
+        return fut
+
+    @property
+    def queued(self):
+        """Commands waiting in the software queue for a free CID."""
+        return len(self._backlog)
+
+    cdef int _refuse(self, int opcode) except -1:
+        return 0
+
+    cdef int _issue(self, object fut, tuple args) except -1:
+        raise NotImplementedError
+
+    cdef void _drain_backlog(self):
+        """Send waiting commands while CIDs are free (after completions)."""
+        cdef Buffer b
+        while self._backlog and self._live and anv_kqueue_outstanding(&self.q) < self.depth - 1:
+            fut, args = self._backlog.popleft()
+            b = args[2]
+            if b is not None:
+                b._inflight -= 1  # _issue counts it again
+            if fut.done():
+                continue  # cancelled while it waited: never sent
+            try:
+                self._issue(fut, args)
+            except BaseException as e:
+                fut.set_exception(e)
+
+    cdef void _fail_backlog(self, object exc_factory):
+        cdef Buffer b
+        while self._backlog:
+            fut, args = self._backlog.popleft()
+            b = args[2]
+            if b is not None:
+                b._inflight -= 1
+            if not fut.done():
+                fut.set_exception(exc_factory(-1))
+
+    def note_unwaited(self, Completion cpl):
+        """A completion for ``waitdone()`` (one nobody awaited)."""
+        self.unwaited.append(cpl)
+        if self.on_unwaited is not None:
+            self.on_unwaited()
+
+    cdef int _prepare(self, anv_sqe *sqe, int opcode, unsigned int nsid, Buffer buf,
+                      Py_ssize_t *xfer_len, Py_ssize_t buf_offset, int flags,
+                      uint8_t **data) except -1:
+        """Build the SQE equivalent of a checked command and take its CID."""
+        cdef int cid
         memset(sqe, 0, sizeof(anv_sqe))
         data[0] = NULL
         if buf is not None:
@@ -125,9 +233,8 @@ cdef class _KernelQueue:
         sqe.nsid = nsid
         return cid
 
-    cdef object _register(self, int cid, Buffer buf, object cb, bint check, double timeout,
-                          object post):
-        fut = self.loop.create_future()
+    cdef object _register(self, object fut, int cid, Buffer buf, object cb, bint check,
+                          double timeout, object post):
         self._futs[cid] = fut
         self._cbs[cid] = cb
         self._post[cid] = post
@@ -135,7 +242,8 @@ cdef class _KernelQueue:
             self._bufs[cid] = buf
             buf._inflight += 1
         self._check[cid] = check
-        self._deadline[cid] = _time.monotonic() + timeout if timeout > 0 else 0.0
+        self._submitted[cid] = _time.monotonic()
+        self._deadline[cid] = self._submitted[cid] + timeout if timeout > 0 else 0.0
         return fut
 
     cdef inline object _release(self, int cid):
@@ -162,6 +270,7 @@ cdef class _KernelQueue:
         if not counted or cid >= self.depth or self._futs[cid] is None:
             self.bad_completions.append(cpl)
             return
+        self.completions += 1
         cb = self._cbs[cid]
         post = self._post[cid]
         check = self._check[cid]
@@ -185,6 +294,8 @@ cdef class _KernelQueue:
                     exc = e3
         if fut.done():
             return  # cancelled, or timed out earlier: the slot is free now
+        if not fut._callbacks:
+            self.note_unwaited(cpl)  # nobody awaits it: the seed's waitdone() collects it
         if exc is not None:
             fut.set_exception(exc)
         elif check and cpl.raw_status >> 1:
@@ -201,9 +312,12 @@ cdef class _KernelQueue:
         """Fail every command past its deadline with CommandTimeout; return how many.
         The kernel still owns the command: its CID is freed when it completes."""
         cdef int cid, n = 0
+        self.expired_since = 0.0
         for cid in range(self.depth):
             if self._deadline[cid] != 0.0 and self._deadline[cid] <= now:
                 self._deadline[cid] = 0.0
+                if self.expired_since == 0.0 or self._submitted[cid] < self.expired_since:
+                    self.expired_since = self._submitted[cid]
                 fut = self._futs[cid]
                 anv_cmdlog_flag(&self.q.log, self.q.cid_seq[cid], ANV_LOG_TIMEOUT)
                 if fut is not None and not fut.done():
@@ -217,8 +331,9 @@ cdef class _KernelQueue:
         """Fail every outstanding command now.  The kernel still owns them: each
         CID (and its Buffer) stays taken until the kernel completes the command,
         whose completion is then dropped, so a CID is never reused under a
-        command still in flight."""
+        command still in flight.  Commands waiting for a CID fail too."""
         cdef int cid
+        self._fail_backlog(exc_factory)
         for cid in range(self.depth):
             if self._futs[cid] is not None:
                 fut = self._futs[cid]
@@ -233,6 +348,7 @@ cdef class _KernelQueue:
 
     def reset_rings(self, exc_factory):
         """After a reset: fail what is outstanding (the rings are the kernel's)."""
+        self.stuck = None
         if self._live:
             self.fail_all(exc_factory)
 
@@ -252,7 +368,7 @@ cdef class _KernelQueue:
             if self._futs[cid] is not None:
                 items.append((self.q.cid_seq[cid], self._futs[cid]))
         items.sort(key=lambda t: t[0])
-        return [f for _, f in items]
+        return [f for _, f in items] + [item[0] for item in self._backlog]
 
     def cmdlog(self, int count=0):
         """The last ``count`` (all kept, when 0) commands, oldest first, as tuples
@@ -280,7 +396,8 @@ cdef class KernelQpair(_KernelQueue):
     """An I/O queue of the kernel transport: an io_uring of ``depth`` entries whose
     SQEs carry NVME_URING_CMD_IO to a namespace's /dev/ngXnY: ``fds`` maps an NSID
     to its descriptor (not owned); a command for any other NSID goes to ``fd``,
-    and the kernel passes its NSID through to the controller unchanged.
+    where the kernel refuses it (EINVAL: the NSID is not that device's), so it
+    fails with KernelCommandError, never reaching the controller.
 
     ``start()`` registers the ring's eventfd with the loop (``add_reader``), as a
     Poller does with an MSI-X vector's; ``reap()`` resolves the futures.
@@ -338,26 +455,24 @@ cdef class KernelQpair(_KernelQueue):
             err = e
             self.fail_all(lambda cid: err)
 
-    def submit(self, int opcode, unsigned int nsid=0, Buffer buf=None, Py_ssize_t xfer_len=-1,
-               unsigned int cdw10=0, unsigned int cdw11=0, unsigned int cdw12=0,
-               unsigned int cdw13=0, unsigned int cdw14=0, unsigned int cdw15=0,
-               unsigned int cdw2=0, unsigned int cdw3=0, int flags=0, bint sgl=False,
-               object cb=None, bint check=True, double timeout=5.0, object post=None,
-               Py_ssize_t buf_offset=0, object prp1=None, object prp2=None):
-        """Put one command on the ring and hand it to the kernel; return a future."""
+    cdef int _issue(self, object fut, tuple args) except -1:
+        """Put one checked command on the ring; the kernel gets it at the loop's next turn."""
         cdef anv_sqe sqe
         cdef uint8_t *data
         cdef int cid, rc
-        cid = self._prepare(&sqe, opcode, nsid, buf, &xfer_len, buf_offset, flags, sgl, prp1,
-                            prp2, &data)
-        sqe.cdw2 = cdw2
-        sqe.cdw3 = cdw3
-        sqe.cdw10 = cdw10
-        sqe.cdw11 = cdw11
-        sqe.cdw12 = cdw12
-        sqe.cdw13 = cdw13
-        sqe.cdw14 = cdw14
-        sqe.cdw15 = cdw15
+        cdef int opcode = args[0]
+        cdef unsigned int nsid = args[1]
+        cdef Buffer buf = args[2]
+        cdef Py_ssize_t xfer_len = args[3]
+        cid = self._prepare(&sqe, opcode, nsid, buf, &xfer_len, args[17], args[12], &data)
+        sqe.cdw10 = args[4]
+        sqe.cdw11 = args[5]
+        sqe.cdw12 = args[6]
+        sqe.cdw13 = args[7]
+        sqe.cdw14 = args[8]
+        sqe.cdw15 = args[9]
+        sqe.cdw2 = args[10]
+        sqe.cdw3 = args[11]
         # timeout_ms 0: the kernel's own I/O timeout; ours fails the future earlier,
         # while a kernel timeout would reset the controller.
         rc = anv_kqueue_submit(&self.q, self.fds.get(nsid, -1), &sqe, data,
@@ -366,12 +481,12 @@ cdef class KernelQpair(_KernelQueue):
             err = convert_errno(f"io_uring SQ of queue {self.qid}")
             anv_kqueue_cid_put(&self.q, <uint16_t>cid)
             raise err
-        fut = self._register(cid, buf, cb, check, timeout, post)
+        self._register(fut, cid, buf, args[13], args[14], args[15], args[16])
         if not self._flush_due:
             # One io_uring_enter for every command submitted in this turn of the loop.
             self._flush_due = True
             self.loop.call_soon(self._flush)
-        return fut
+        return 0
 
     def _flush(self):
         self._flush_due = False
@@ -398,8 +513,13 @@ cdef class KernelQpair(_KernelQueue):
             for i in range(n):
                 self._dispatch(&self._out[i], self._out[i].counted)
             total += n
+            if n:
+                self.reaped += <uint64_t>n
+                self.reaped_at = _time.monotonic()
             if n < 64:
                 break
+        if total and self._backlog:
+            self._drain_backlog()
         return total
 
     def close(self):
@@ -449,36 +569,37 @@ cdef class KernelAdminQueue(_KernelQueue):
         free(self._data)
         free(self._len)
 
-    def submit(self, int opcode, unsigned int nsid=0, Buffer buf=None, Py_ssize_t xfer_len=-1,
-               unsigned int cdw10=0, unsigned int cdw11=0, unsigned int cdw12=0,
-               unsigned int cdw13=0, unsigned int cdw14=0, unsigned int cdw15=0,
-               unsigned int cdw2=0, unsigned int cdw3=0, int flags=0, bint sgl=False,
-               object cb=None, bint check=True, double timeout=5.0, object post=None,
-               Py_ssize_t buf_offset=0, object prp1=None, object prp2=None):
-        """Send one admin command through the ioctl; return a future."""
+    cdef int _refuse(self, int opcode) except -1:
+        if opcode in _KERNEL_OWNS:
+            raise _missing(_KERNEL_OWNS[opcode],
+                           f"admin opcode {opcode:#04x} is the nvme driver's own")
+        return 0
+
+    cdef int _issue(self, object fut, tuple args) except -1:
+        """One checked admin command: the ioctl in a helper thread."""
         cdef anv_sqe *sqe
         cdef uint8_t *data
         cdef int cid
         cdef anv_sqe tmp
-        if opcode in _KERNEL_OWNS:
-            raise _missing(_KERNEL_OWNS[opcode],
-                           f"admin opcode {opcode:#04x} is the nvme driver's own")
-        cid = self._prepare(&tmp, opcode, nsid, buf, &xfer_len, buf_offset, flags, sgl, prp1,
-                            prp2, &data)
+        cdef int opcode = args[0]
+        cdef unsigned int nsid = args[1]
+        cdef Buffer buf = args[2]
+        cdef Py_ssize_t xfer_len = args[3]
+        cid = self._prepare(&tmp, opcode, nsid, buf, &xfer_len, args[17], args[12], &data)
         sqe = &self._sqes[cid]
         sqe[0] = tmp
-        sqe.cdw2 = cdw2
-        sqe.cdw3 = cdw3
-        sqe.cdw10 = cdw10
-        sqe.cdw11 = cdw11
-        sqe.cdw12 = cdw12
-        sqe.cdw13 = cdw13
-        sqe.cdw14 = cdw14
-        sqe.cdw15 = cdw15
+        sqe.cdw10 = args[4]
+        sqe.cdw11 = args[5]
+        sqe.cdw12 = args[6]
+        sqe.cdw13 = args[7]
+        sqe.cdw14 = args[8]
+        sqe.cdw15 = args[9]
+        sqe.cdw2 = args[10]
+        sqe.cdw3 = args[11]
         self._data[cid] = data
         self._len[cid] = <uint32_t>xfer_len
         anv_kqueue_log(&self.q, sqe)
-        fut = self._register(cid, buf, cb, check, timeout, post)
+        self._register(fut, cid, buf, args[13], args[14], args[15], args[16])
         self._running += 1
         try:
             self._pool.submit(self._call, cid, self.loop)
@@ -486,7 +607,7 @@ cdef class KernelAdminQueue(_KernelQueue):
             self._running -= 1
             self._on_done(cid, ENOTCONN_K)
             raise
-        return fut
+        return 0
 
     def _call(self, int cid, loop):
         """In a helper thread: the blocking ioctl, then back to the loop."""
@@ -506,7 +627,11 @@ cdef class KernelAdminQueue(_KernelQueue):
             self._cpls[cid].cqe.cid = <uint16_t>cid
         if self._live:
             counted = anv_kqueue_complete(&self.q, &self._cpls[cid])
+            self.reaped += 1
+            self.reaped_at = _time.monotonic()
             self._dispatch(&self._cpls[cid], counted)
+            if self._backlog:
+                self._drain_backlog()
         if not self._live and self._running == 0 and self.fd >= 0:
             _os_k.close(self.fd)
             self.fd = -1

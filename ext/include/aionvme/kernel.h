@@ -250,8 +250,9 @@ void anv_kqueue_log(struct anv_kqueue *q, const struct anv_sqe *sqe);
  * anv_kqueue_submit() - record @sqe and put it on the ring as a uring_cmd
  * to @fd (a namespace's generic char device; -1: the queue's own) with @len
  * bytes of data at @data; with @flush the ring is entered now.  One ring
- * serves every namespace, as one I/O queue pair does on PCIe: the kernel
- * passes @sqe's NSID through unchanged.
+ * serves every namespace, as one I/O queue pair does on PCIe (each SQE names
+ * its namespace's device; the kernel refuses, EINVAL, an NSID that is not
+ * the device's).
  *
  * Return: 0, or -1 with errno set (EBUSY: the SQ is full; the CID stays
  * the caller's then).
