@@ -3,7 +3,10 @@
 #
 #   make demo      build, install, run examples/test_demo.py against the simulator
 #   make test      install the test dependencies (qemu-system-x86 too), run the whole suite on
-#                  the simulator, the conformance suites on QEMU, then the API tests on uvloop
+#                  the simulator, the conformance suites on QEMU, the API tests on uvloop, then
+#                  the guest suites
+#   make test-guest  the guest suites (tests/guest/suite.py): a throw-away QEMU guest running
+#                  Debian's kernel (downloaded into build/guest/), vfio-pci and nvme.ko as peers
 #   make compile   build the native core and install aionvme in place (pip install -e .)
 #   make debug     the same with AIONVME_DEBUG=1 (-O0, the invariant checks of debug.h)
 #   make test-debug  the suite on a debug build, then the normal build back (CI runs it)
@@ -20,7 +23,9 @@ PYTEST_ARGS ?=
 # Debian packages the test suite needs besides the build tools: QEMU's NVMe
 # controller is the conformance suites' second device (the qemu backend); clang
 # (with its libFuzzer runtime) builds the data path's fuzzer (tests/test_fuzz.py).
-APT_PACKAGES ?= qemu-system-x86 clang
+# The guest suites (tests/guest/) boot QEMU too, run mkfs.ext4 from the host's root
+# inside the guest, and fetch Debian's kernel and busybox-static with apt-get download.
+APT_PACKAGES ?= qemu-system-x86 clang e2fsprogs
 # The spec-behaviour suites, run once per device (--pciaddr sim, then qemu).
 CONFORMANCE = $(sort $(wildcard tests/test_conf_*.py)) tests/test_qemu.py tests/test_api.py
 
@@ -35,8 +40,8 @@ BUILD_DEPS = "setuptools>=65" wheel "Cython==3.3.1" "pytest>=7" "pytest-asyncio>
 TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "rich>=13" "ruff>=0.4" "matplotlib>=3.5" "mypy>=1.8"
 CHECKED = aionvme tests benchmarks examples
 
-.PHONY: all build-tools deps compile debug test-debug test-deps system-deps test test-fast test-wheel \
-	demo bench docs lint clean
+.PHONY: all build-tools deps compile debug test-debug test-deps system-deps test test-guest test-fast \
+	test-wheel demo bench docs lint clean
 
 all: compile
 
@@ -96,7 +101,15 @@ test: test-deps
 	else echo "SKIPPED the qemu pass: $$why"; fi; \
 	$(PYTHON) -m pytest --loop uvloop -q $(PYTEST_ARGS) tests/test_api.py || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
 	$(MAKE) --no-print-directory test-wheel || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
+	$(GUEST_SUITES) || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
 	exit $$rc
+
+# Skips, saying why, where QEMU or Debian's kernel package cannot be had.
+# AIONVME_GUEST_CACHE (default build/guest) holds the downloads between runs.
+GUEST_SUITES = $(PYTHON) tests/guest/suite.py $(GUEST_ARGS)
+
+test-guest: test-deps
+	$(GUEST_SUITES)
 
 # The installed package, not this checkout: build a wheel, install it in a new venv
 # (its dependencies from PyPI), and run the demo suite from an empty folder outside

@@ -14,10 +14,11 @@ from aionvme.pcie import Pcie
 from aionvme.qpair import Qpair
 from aionvme.settings import config
 from aionvme.subsystem import Subsystem
+from aionvme.transport.tcp.fabrics import Tcp
 
 __version__ = "0.1.0"
 
 __all__ = (
     "Buffer", "Completion", "CommandError", "CommandTimeout", "Controller", "InterfaceError",
-    "Namespace", "NvmeError", "Pcie", "Qpair", "Subsystem", "VerifyError", "config",
+    "Namespace", "NvmeError", "Pcie", "Qpair", "Subsystem", "Tcp", "VerifyError", "config",
 )

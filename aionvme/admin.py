@@ -83,7 +83,7 @@ class AdminCommands:
                     cdw14: int = 0, cdw15: int = 0, sel: int = 0, buf: Any = None,
                     cb: Callable | None = None, *, nsid: int = 0, check: bool = True,
                     timeout: float | None = None) -> "asyncio.Future[Any]":
-        """Get Features (5.27); the value is ``cdw0`` of the completion."""
+        """Get Features (5.15); the value is ``cdw0`` of the completion."""
         return self._admin(0x0A, nsid=nsid, buf=buf, cdw10=(fid & 0xFF) | ((sel & 7) << 8),
                            cdw11=cdw11, cdw12=cdw12, cdw13=cdw13, cdw14=cdw14, cdw15=cdw15,
                            cb=cb, check=check, timeout=timeout)
@@ -92,7 +92,7 @@ class AdminCommands:
                     cdw14: int = 0, cdw15: int = 0, sv: int = 0, buf: Any = None,
                     cb: Callable | None = None, *, nsid: int = 0, check: bool = True,
                     timeout: float | None = None) -> "asyncio.Future[Any]":
-        """Set Features (5.28); ``sv`` saves the value across resets."""
+        """Set Features (5.27); ``sv`` saves the value across resets."""
         return self._admin(0x09, nsid=nsid, buf=buf, cdw10=(fid & 0xFF) | (int(bool(sv)) << 31),
                            cdw11=cdw11, cdw12=cdw12, cdw13=cdw13, cdw14=cdw14, cdw15=cdw15,
                            cb=cb, check=check, timeout=timeout)
@@ -110,7 +110,7 @@ class AdminCommands:
 
     def format(self, lbaf: int = 0, ses: int = 0, nsid: int = 1, cb: Callable | None = None, *,
                check: bool = True, timeout: float | None = None) -> "asyncio.Future[Any]":
-        """Format NVM (5.23) with LBA format ``lbaf`` and Secure Erase Settings ``ses``."""
+        """Format NVM (5.14) with LBA format ``lbaf`` and Secure Erase Settings ``ses``."""
         cdw10 = (lbaf & 0xF) | (((lbaf >> 4) & 3) << 12) | ((ses & 7) << 9)
         fut = self._admin(0x80, nsid=nsid, cdw10=cdw10, cb=cb, check=check,
                           timeout=timeout if timeout is not None else max(SETTINGS.timeout, 30))
@@ -119,20 +119,20 @@ class AdminCommands:
     def sanitize(self, option: int = 2, pattern: int = 0x5AA5A55A, cb: Callable | None = None, *,
                  cdw10: int | None = None, check: bool = True,
                  timeout: float | None = None) -> "asyncio.Future[Any]":
-        """Sanitize (5.26): ``option`` is SANACT (2 block erase, 3 overwrite, 4 crypto erase)."""
+        """Sanitize (5.24): ``option`` is SANACT (2 block erase, 3 overwrite, 4 crypto erase)."""
         fut = self._admin(0x84, cdw10=option if cdw10 is None else cdw10, cdw11=pattern, cb=cb,
                           check=check, timeout=timeout)
         return verify.forget_when_done(fut, self._namespaces, 0xFFFFFFFF)  # every namespace
 
     def dst(self, stc: int = 1, nsid: int = 0xFFFFFFFF, cb: Callable | None = None, *,
             check: bool = True, timeout: float | None = None) -> "asyncio.Future[Any]":
-        """Device Self-test (5.22): 1 short, 2 extended, 0xf abort."""
+        """Device Self-test (5.8): 1 short, 2 extended, 0xf abort."""
         return self._admin(0x14, nsid=nsid, cdw10=stc & 0xF, cb=cb, check=check, timeout=timeout)
 
     def fw_download(self, buf: Any, offset: int, size: int | None = None,
                     cb: Callable | None = None, *, check: bool = True,
                     timeout: float | None = None) -> "asyncio.Future[Any]":
-        """Firmware Image Download (5.24) of ``size`` bytes (default: the buffer) at ``offset``."""
+        """Firmware Image Download (5.13) of ``size`` bytes (default: the buffer) at ``offset``."""
         if size is None:
             size = len(buf)
         if size <= 0 or size % 4 or offset % 4:
@@ -142,7 +142,7 @@ class AdminCommands:
 
     def fw_commit(self, slot: int, action: int, cb: Callable | None = None, *,
                   check: bool = True, timeout: float | None = None) -> "asyncio.Future[Any]":
-        """Firmware Commit (5.15): ``slot`` (FS) and commit ``action`` (CA)."""
+        """Firmware Commit (5.12): ``slot`` (FS) and commit ``action`` (CA)."""
         return self._admin(0x10, cdw10=(slot & 7) | ((action & 7) << 3), cb=cb, check=check,
                            timeout=timeout)
 

@@ -67,6 +67,7 @@ class Bringup(AdminCommands):
 
     async def _enable(self) -> None:
         t = self._transport
+        await t.start(self._admin_depth)
         if caps.REGISTERS not in t.capabilities:
             return await self._attach_running()
         self.vectors = t.prepare(self._loop)
@@ -138,7 +139,7 @@ class Bringup(AdminCommands):
         self.max_io_queues = min(cpl.cdw0 & 0xFFFF, cpl.cdw0 >> 16) + 1 if cpl.ok else 1
 
     async def _doorbell_buffers(self) -> None:
-        """Doorbell Buffer Config (5.8) when OACS bit 8 offers it: I/O queue doorbells
+        """Doorbell Buffer Config (5.11) when OACS bit 8 offers it: I/O queue doorbells
         go to shadow memory and MMIO is written only when EventIdx asks."""
         self._dbbuf = None
         oacs = int.from_bytes(self._id_ctrl[256:258], "little")

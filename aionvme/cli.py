@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="bind even if a namespace is in use (never the root filesystem's)")
     rs = sub.add_parser("reset", help="give controllers back to the nvme driver")
     rs.add_argument("addresses", nargs="*", metavar="ADDR", help="PCI addresses (default: all on vfio-pci)")
+    from aionvme.target import cli as serve
+    serve.add_arguments(sub.add_parser("serve", help="export a controller as an NVMe/TCP target"))
     args = p.parse_args(argv)
     try:
         if args.command == "info":
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             return perf.main(args)
         elif args.command in ("list", "setup", "reset"):
             return _bind(args)
+        elif args.command == "serve":
+            return serve.main(args)
     except aionvme.NvmeError as e:
         print(f"aionvme: {e}", file=sys.stderr)
         return 1

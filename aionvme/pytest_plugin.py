@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator, Literal
 
 import pytest
 import pytest_asyncio
@@ -138,26 +138,34 @@ def pciaddr(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--pciaddr"))
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+def _device_scope(fixture_name: str, config: pytest.Config) -> Literal["session", "function"]:
+    """One device per session for the simulated ones; a real function (a PCI
+    address: vfio) can be opened once at a time, and a test that opens its own
+    Controller on it needs it free, so the device fixtures are per test there."""
+    from aionvme.backends.vfio import parse_address
+    return "function" if parse_address(config.getoption("--pciaddr")) else "session"
+
+
+@pytest_asyncio.fixture(scope=_device_scope, loop_scope="session")
 async def nvme0(pciaddr: str) -> AsyncIterator[aionvme.Controller]:
     async with aionvme.Controller(pciaddr) as ctrl:
         _controllers.add(ctrl)
         yield ctrl
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope=_device_scope, loop_scope="session")
 async def nvme0n1(nvme0: aionvme.Controller) -> AsyncIterator[aionvme.Namespace]:
     ns = await aionvme.Namespace(nvme0, 1)
     yield ns
     ns.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=_device_scope)
 def pcie(nvme0: aionvme.Controller) -> aionvme.Pcie:
     return nvme0.pcie
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=_device_scope)
 def subsystem(nvme0: aionvme.Controller) -> aionvme.Subsystem:
     return aionvme.Subsystem(nvme0)
 

@@ -106,9 +106,9 @@ class Qpair:
     async def _create_on_device(self) -> None:
         nvme, qsize = self.nvme, self.depth - 1
         if caps.RAW_QUEUES not in nvme._transport.capabilities:
-            nvme._transport.attach(self._core, self.vector)  # the queue is the transport's own
+            await nvme._transport.connect_io_queue(self._core)   # fabrics: a Connect
             return
-        # 5.8: the shadow doorbells of this qid may hold the values of a queue
+        # 5.11: the shadow doorbells of this qid may hold the values of a queue
         # deleted before; they must read 0 before the controller looks at them.
         nvme._use_dbbuf(self._core)
         if self.ien:
@@ -138,7 +138,9 @@ class Qpair:
             return
         transport = nvme._transport
         try:
-            if self._created and not nvme.closed and caps.RAW_QUEUES in transport.capabilities:
+            if self._created and not nvme.closed and caps.RAW_QUEUES not in transport.capabilities:
+                await transport.disconnect_io_queue(self._core)
+            elif self._created and not nvme.closed:
                 await nvme.send_cmd(0x00, cdw10=self.qid, check=False)
                 transport.poll(self.vector)
                 await nvme.send_cmd(0x04, cdw10=self.qid, check=False)
@@ -196,10 +198,10 @@ class Qpair:
 
 def max_entries(nvme: "Controller") -> tuple[int, str]:
     """The most entries a queue of ``nvme`` may have, and what says so: CAP.MQES + 1
-    where the host creates the queues, else the transport's own limit (io_uring:
-    4096 entries)."""
+    where the host reads CAP, else the transport's own limit (the kernel's
+    io_uring: 4096 entries)."""
     t = nvme._transport
-    if t is None or caps.RAW_QUEUES in t.capabilities:
+    if t is None or caps.REGISTERS in t.capabilities:
         return (nvme.cap & 0xFFFF) + 1, "CAP.MQES + 1"
     return 4096, f"the {t.backend_name} transport's queue entries"
 

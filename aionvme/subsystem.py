@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from aionvme import capabilities as caps
 from aionvme.exceptions import InterfaceError
@@ -10,11 +10,15 @@ from aionvme.exceptions import InterfaceError
 if TYPE_CHECKING:
     from aionvme.controller import Controller
 
-NSSR_MAGIC = 0x4E564D65  # "NVMe" (3.1.3.6)
+NSSR_MAGIC = 0x4E564D65  # "NVMe" (3.1.3.7)
 
 
 class Subsystem:
     """Seed: ``Subsystem``.  Prefer the ``subsystem`` fixture.
+
+    ``poweroff``/``poweron``: callables that remove and restore the drive's
+    power (a lab power switch); a real drive on the ``vfio`` backend needs them
+    for ``power_cycle``.  The simulated devices power themselves.
 
     Example:
         >>> await subsystem.power_cycle(1)        # power off 1 s, on, controller back
@@ -24,8 +28,18 @@ class Subsystem:
 
     __slots__ = ("nvme",)
 
-    def __init__(self, nvme: "Controller") -> None:
+    def __init__(self, nvme: "Controller", poweroff: Callable[[], Any] | None = None,
+                 poweron: Callable[[], Any] | None = None) -> None:
         self.nvme = nvme
+        if poweroff is not None or poweron is not None:
+            t = nvme._live_transport()
+            backend = getattr(t, "backend", None)
+            setter = getattr(backend, "set_power_callbacks", None)
+            if setter is None:
+                raise InterfaceError(f"poweroff/poweron callbacks are for real drives (vfio), not "
+                                     f"the {t.backend_name} backend")
+            setter(poweroff, poweron)
+            t.capabilities = frozenset(backend.capabilities)  # power_cycle now, with both
 
     async def reset(self) -> None:
         """NVM Subsystem Reset through NSSR (3.7.1); the controller is initialised again."""

@@ -71,7 +71,7 @@ class Verifier:
         return None
 
     def formatted(self, ns: "Namespace") -> None:
-        """After Format NVM (Base 5.23): user data is undefined, the LBA format may
+        """After Format NVM (Base 5.14): user data is undefined, the LBA format may
         have changed.  ``ns`` has read its Identify Namespace data again."""
         if (ns.nsze, ns.lba_size) != (self.table.nlba, self.table.lba_size):
             self.table = _core.VerifyTable(ns.nsid, ns.nsze, ns.lba_size)
@@ -80,7 +80,7 @@ class Verifier:
         self.dealloc_zeroes = _dealloc_reads_zeroes(ns)
 
     def reset(self) -> None:
-        """Every LBA unknown: after a Sanitize (Base 5.26) or Format NVM sent through
+        """Every LBA unknown: after a Sanitize (Base 5.24) or Format NVM sent through
         the controller, or a power loss with a volatile write cache."""
         self.table.reset()
 

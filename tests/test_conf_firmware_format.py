@@ -1,5 +1,5 @@
-"""Firmware Image Download / Commit (NVMe 2.0, 5.24, 5.15) and Format NVM
-(5.23).  Runs on every backend; the firmware tests need the simulator's
+"""Firmware Image Download / Commit (NVMe 2.0, 5.13, 5.12) and Format NVM
+(5.14).  Runs on every backend; the firmware tests need the simulator's
 slots (QEMU 7.2 has no firmware commands: test_conf_logpages checks that it
 says so)."""
 import pytest
@@ -99,7 +99,7 @@ async def test_format_changes_the_lba_size_and_erases(pciaddr):
         await q.delete()
 
 
-RESERVED_SES = qemu_deviation("NVMe 2.0 5.23 (Figure 302): SES 011b-111b are reserved: "
+RESERVED_SES = qemu_deviation("NVMe 2.0 5.14: SES 011b-111b are reserved: "
                               "Invalid Field in Command; QEMU 7.2 ignores SES and formats")
 
 

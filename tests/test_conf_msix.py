@@ -35,7 +35,7 @@ async def test_a_masked_vector_stays_quiet_with_its_pending_bit_and_fires_on_unm
 
 @pytest.mark.sim_only("counts the commands the simulator executed")
 async def test_coalescing_holds_the_vector_back(nvme0, nvme0n1):
-    """5.27.1.9: THR 3 (four entries, 0's based), TIME 255 (25.5 ms): three
+    """5.27.1.6: THR 3 (four entries, 0's based), TIME 255 (25.5 ms): three
     completions do not fire the vector at once; the aggregation time does."""
     async with aionvme.Qpair(nvme0, 8, poll_us=0) as q:
         await nvme0.setfeatures(0x08, cdw11=(255 << 8) | 3)

@@ -7,6 +7,7 @@ import os
 import pytest
 
 import aionvme
+from aionvme.exceptions import status as S
 from aionvme import Subsystem
 from simconf import qemu_deviation, sim_address
 
@@ -45,7 +46,7 @@ async def test_compare(nvme0n1, qpair):
     w[4095] ^= 1
     cpl = await nvme0n1.compare(qpair, w, 200, 8, check=False)
     assert (cpl.sct, cpl.sc) == (2, 0x85)                   # Compare Failure
-    with pytest.raises(aionvme.CommandError, match="02/85"):
+    with pytest.raises(S.CompareFailure, match="02/85"):
         await nvme0n1.compare(qpair, w, 200, 8)
 
 

@@ -1,10 +1,11 @@
-"""Doorbell Buffer Config (NVMe 2.0, 5.8): shadow doorbells and EventIdx."""
+"""Doorbell Buffer Config (NVMe 2.0, 5.11): shadow doorbells and EventIdx."""
 import asyncio
 import struct
 
 import pytest
 
 import aionvme
+from simconf import wait_for_state
 
 
 async def _mixed_io(ns, q, n=300):
@@ -24,12 +25,13 @@ async def test_shadow_doorbells_carry_io(nvme0, nvme0n1):
     assert nvme0.id_data(257, 256) & (1 << 8)
     async with aionvme.Qpair(nvme0, 32) as q:
         await _mixed_io(nvme0n1, q)
-        await asyncio.sleep(0.1)           # the device goes idle and asks for rings
         dbs, eis = nvme0._dbbuf
         sq_off = 8 * q.qid
         tail = struct.unpack_from("<I", dbs[sq_off:sq_off + 4])[0]
         assert tail == q._core.sq_tail
-        assert struct.unpack_from("<I", eis[sq_off:sq_off + 4])[0] == tail
+        # the device goes idle and asks for rings: its EventIdx reaches the tail
+        await wait_for_state(lambda: struct.unpack_from("<I", eis[sq_off:sq_off + 4])[0] == tail,
+                             "the SQ EventIdx caught up with the shadow tail")
 
 
 async def test_mmio_doorbells_only(pciaddr):
@@ -42,7 +44,7 @@ async def test_mmio_doorbells_only(pciaddr):
 
 @pytest.mark.parametrize("prp1, prp2", [(0x2000123, 0x2001000), (0x2000000, 0x2001008)])
 async def test_misaligned_pages_are_invalid(nvme0, prp1, prp2):
-    """5.8: both buffers are memory page aligned."""
+    """5.11: both buffers are memory page aligned."""
     cpl = await nvme0.send_cmd(0x7C, prp1=prp1, prp2=prp2, check=False)
     assert (cpl.sct, cpl.sc) == (0, 0x02)
 

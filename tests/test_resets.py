@@ -106,9 +106,9 @@ async def test_device_process_death_is_a_clear_error():
         ctrl.sim.drop(qid=q.qid)
         fut = ns.read(q, aionvme.Buffer(512), 0, timeout=30)
         ctrl._transport.backend.proc.kill()
-        with pytest.raises(aionvme.NvmeError, match="device process exited"):
+        with pytest.raises(aionvme.exceptions.DeviceError, match="device process exited"):
             await fut
-        with pytest.raises(aionvme.NvmeError, match="device"):
+        with pytest.raises(aionvme.exceptions.DeviceError, match="device"):
             ctrl[0x1C]
     finally:
         await ctrl.close()

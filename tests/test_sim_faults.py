@@ -6,6 +6,7 @@ import asyncio
 import pytest
 
 import aionvme
+from aionvme.exceptions import status as S
 from simconf import wait_for_state
 
 
@@ -20,7 +21,7 @@ async def test_injected_status_on_admin_and_io(nvme0, nvme0n1, qpair, buf):
         assert (await nvme0n1.write(qpair, buf, 0)).ok        # outside the LBA window
         cpl = await nvme0n1.write(qpair, buf, 50, check=False)
         assert (cpl.sct, cpl.sc, cpl.dnr) == (2, 0x80, 0)     # Write Fault, retryable
-        with pytest.raises(aionvme.CommandError, match="02/80"):
+        with pytest.raises(S.WriteFault, match="02/80"):
             await nvme0n1.write(qpair, buf, 50)
     assert (await nvme0n1.write(qpair, buf, 50)).ok
 
@@ -55,7 +56,7 @@ async def test_corrupted_lba_is_seen_by_compare_and_verify(nvme0, nvme0n1, qpair
     assert after[2] == before[2] ^ 0x20 and after[3:] == before[3:]
     cpl = await nvme0n1.compare(qpair, data, 77, check=False)
     assert (cpl.sct, cpl.sc) == (2, 0x85)
-    with pytest.raises(aionvme.NvmeError, match="77"):        # the host's data verification
+    with pytest.raises(aionvme.VerifyError, match="77"):       # the host's data verification
         await nvme0n1.read(qpair, aionvme.Buffer(512), 77)
     await nvme0n1.write(qpair, data, 77)
 
@@ -67,7 +68,7 @@ async def test_fatal_status_is_detected_and_reset_clears_it():
         c.sim.fatal()
         assert c[0x1C] & 0x2                                  # CSTS.CFS
         # the controller stops processing commands: they never complete
-        with pytest.raises(aionvme.NvmeError):
+        with pytest.raises(aionvme.CommandTimeout):
             await ns.read(q, aionvme.Buffer(512), 0, timeout=0.3)
         await c.reset()
         assert c[0x1C] & 0x3 == 0x1

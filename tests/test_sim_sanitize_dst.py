@@ -1,4 +1,4 @@
-"""Sanitize (NVMe 2.0, 5.26, 8.21) and Device Self-test (5.22) on the
+"""Sanitize (NVMe 2.0, 5.24, 8.21) and Device Self-test (5.8) on the
 simulator, with their log pages (5.16.1.25, 5.16.1.7).  Short durations come
 from a TOML configuration so the file stays fast."""
 import pytest

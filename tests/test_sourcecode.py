@@ -51,7 +51,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("aionvme.controller", "aionvme.admin", "aionvme.bringup", "aionvme.resets",
              "aionvme.pcie", "aionvme.subsystem", "aionvme.qpair", "aionvme.namespace",
              "aionvme.verify", "aionvme.cmdlog", "aionvme.workers", "aionvme.stall")),
-    ("tools", ("aionvme.pytest_plugin", "aionvme.cli", "aionvme.perf", "aionvme")),
+    ("tools", ("aionvme.pytest_plugin", "aionvme.cli", "aionvme.perf", "aionvme.target",
+               "aionvme")),
 ]
 # The simulated SSD is a program of its own: outside its folder only its
 # configuration schema (what ``sim:PATH.toml`` holds) is imported.

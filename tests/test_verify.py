@@ -6,8 +6,10 @@ import random
 import pytest
 
 import aionvme
+from aionvme.exceptions import status as S
 from aionvme import _core
 from aionvme.exceptions import VerifyError
+from simconf import wait_for_state
 
 NSID = 1
 
@@ -55,11 +57,15 @@ async def test_write_stamps_each_lba(nvme0n1, qpair, verify):
 
 
 async def test_read_back_is_no_false_alarm(nvme0n1, qpair, verify):
-    await written(nvme0n1, qpair, 0, 64)
+    w = await written(nvme0n1, qpair, 0, 64)
+    # the reads below are checked: each LBA has a CRC32C entry to compare with
+    assert all(table(nvme0n1).get(lba) > 2 for lba in range(64))
     r = aionvme.Buffer(64 * 512)
     await nvme0n1.read(qpair, r, 0, 64)
+    assert r[:] == w[:]
     for lba in range(0, 64, 8):
         await nvme0n1.read(qpair, r, lba, 8)
+        assert r[0:8 * 512] == w[lba * 512:(lba + 8) * 512]
 
 
 async def test_corruption_in_the_middle_of_a_read_names_the_lba(nvme0, nvme0n1, qpair, verify):
@@ -119,7 +125,7 @@ async def test_stale_data_is_found(nvme0n1, qpair, verify):
 async def test_failed_write_leaves_the_lbas_unknown(nvme0, nvme0n1, qpair, verify):
     await written(nvme0n1, qpair, 1500, 4)
     with nvme0.sim.inject_status(sc=0x06, opcode=0x01, nsid=NSID) as fault:  # Internal Error
-        with pytest.raises(aionvme.CommandError, match="00/06"):
+        with pytest.raises(S.InternalError, match="00/06"):
             await written(nvme0n1, qpair, 1500, 4, fill=0x44)
         assert fault.hits == 1
     assert [table(nvme0n1).get(1500 + i) for i in range(4)] == [0, 0, 0, 0]
@@ -146,9 +152,9 @@ async def test_read_completed_late_after_an_overlapping_write(nvme0, nvme0n1, qp
     """The read ran before the write but completes after it: its old data is no alarm."""
     await written(nvme0n1, qpair, 1700, 4, fill=0x01)
     r = aionvme.Buffer(2048)
-    with nvme0.sim.delay(delay_ms=200, opcode=0x02, nsid=NSID):
+    with nvme0.sim.delay(delay_ms=200, opcode=0x02, nsid=NSID) as fault:
         read = nvme0n1.read(qpair, r, 1700, 4)
-        await asyncio.sleep(0.02)
+        await wait_for_state(lambda: fault.hits == 1, "the device ran the read")
         await written(nvme0n1, qpair, 1702, 4, fill=0x02)
         await read
     assert r[16] == 0x01
@@ -157,10 +163,10 @@ async def test_read_completed_late_after_an_overlapping_write(nvme0, nvme0n1, qp
 
 async def test_overlapping_writes_in_flight_leave_the_lbas_unknown(nvme0, nvme0n1, qpair, verify):
     """Which of two overlapping writes lands last is unknown to the host."""
-    with nvme0.sim.delay(delay_ms=200, opcode=0x01, nsid=NSID):
+    with nvme0.sim.delay(delay_ms=200, opcode=0x01, nsid=NSID) as fault:
         first = written(nvme0n1, qpair, 1800, 4, fill=0x01)
         task = asyncio.ensure_future(first)
-        await asyncio.sleep(0.02)
+        await wait_for_state(lambda: fault.hits == 1, "the device ran the first write")
         await written(nvme0n1, qpair, 1801, 2, fill=0x02)
         await task
     assert table(nvme0n1).get(1800) > 2 and table(nvme0n1).get(1803) > 2
@@ -203,7 +209,7 @@ async def test_write_uncorrectable_read_fails_without_verify_error(nvme0n1, qpai
     await written(nvme0n1, qpair, 2400, 4)
     await nvme0n1.write_uncorrectable(qpair, 2401, 2)
     r = aionvme.Buffer(2048)
-    with pytest.raises(aionvme.CommandError, match="02/81") as e:
+    with pytest.raises(S.UnrecoveredReadError, match="02/81") as e:
         await nvme0n1.read(qpair, r, 2400, 4)
     assert not isinstance(e.value, VerifyError)
     await nvme0n1.read(qpair, r, 2400, 1)

@@ -6,6 +6,7 @@ address                     backend
 =========================== ===================================================
 ``sim``, ``sim:PATH.toml``  aionvme's simulated SSD (``aionvme.backends.sim``)
 ``qemu``, ``qemu:K=V,...``  QEMU's NVMe controller over qtest (``aionvme.backends.qemu``)
+``0000:01:00.0``, ``01:00.0`` a PCIe controller bound to vfio-pci (``aionvme.backends.vfio``)
 =========================== ===================================================
 
 A backend object has ``name``, ``capabilities`` (names from
@@ -37,7 +38,9 @@ class Backend(Protocol):
 
 def is_pcie_address(address: str) -> bool:
     """Whether ``address`` names a backend of this package."""
-    return address in ("sim", "qemu") or address.startswith(("sim:", "qemu:"))
+    from aionvme.backends.vfio import parse_address
+    return (address in ("sim", "qemu") or address.startswith(("sim:", "qemu:"))
+            or parse_address(address) is not None)
 
 
 def _backend_class(address: str) -> Any:
@@ -47,6 +50,9 @@ def _backend_class(address: str) -> Any:
     if address == "qemu" or address.startswith("qemu:"):
         from aionvme.backends.qemu import QemuProcess
         return QemuProcess
+    from aionvme.backends.vfio import VfioDevice, parse_address
+    if parse_address(address) is not None:
+        return VfioDevice
     return None
 
 
@@ -65,5 +71,9 @@ def open_backend(address: str) -> Backend:
     if address == "qemu" or address.startswith("qemu:"):
         from aionvme.backends.qemu import QemuConfig, QemuProcess
         return QemuProcess(QemuConfig.from_address(address))
+    from aionvme.backends.vfio import VfioDevice, parse_address
+    if parse_address(address) is not None:
+        return VfioDevice(address)
     raise NvmeEnumerateError(
-        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu' or 'qemu:OPTS'")
+        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu', 'qemu:OPTS' "
+        f"or a PCI address such as '0000:01:00.0'")

@@ -214,6 +214,19 @@ class SimControl:
         """Flip bits (``xor``) of one byte of an LBA on the media, behind the host's back."""
         self._call("corrupt", nsid=nsid, lba=lba, offset=offset, xor=xor)
 
+    def selftest_fail(self, *, segment: int = 0, fatal: bool = False, nsid: int | None = None,
+                      lba: int | None = None, sct: int | None = None, sc: int | None = None,
+                      count: int = 1) -> None:
+        """Make the next ``count`` device self-tests that run to their end fail.
+
+        Their Self-test Result entries (log page 06h) report result 7h (a failed
+        segment, ``segment`` 1..255), 6h (``segment=0``: which one is not known) or 5h
+        (``fatal``), and the diagnostic fields given: ``nsid``, the failing ``lba``, the
+        ``sct``/``sc`` of the error; each marked valid in byte 2.  ``count=0`` is refused.
+        """
+        self._call("selftest_fail", segment=segment, fatal=fatal, nsid=nsid, lba=lba, sct=sct,
+                   sc=sc, count=count)
+
     def fatal(self) -> None:
         """Set CSTS.CFS: the controller stops processing commands until reset."""
         self._call("fatal")

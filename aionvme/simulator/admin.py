@@ -97,6 +97,15 @@ class Admin:
             traceback.print_exc()
             return err(S.INTERNAL_ERROR)  # Internal Error
 
+    def take_io_errors(self) -> None:
+        """I/O command errors of the native data path into the Error Information log."""
+        st = self.dev.state
+        total, entries = self.core.take_errors(st.io_errors_seen)
+        st.error_count += total - st.io_errors_seen - len(entries)  # overwritten: counted only
+        st.io_errors_seen = total
+        for sqid, cid, status, nsid, lba in entries:
+            st.log_error(sqid, cid, status, nsid, lba)
+
     def complete(self, cmd: Cmd, status: int, cdw0: int) -> None:
         if status & 0xFF or (status >> 8) & 7:
             self.dev.state.log_error(0, cmd.cid, status, cmd.nsid)
@@ -267,8 +276,8 @@ class Admin:
             return self.to_host(cmd, identify.ns_descriptors(self.dev, cmd.nsid))
         return err(S.INVALID_FIELD)
 
-    # -- features (5.27) -------------------------------------------------------
-    def _feature_key(self, fid: int, cdw11: int) -> tuple[int, int] | None:
+    # -- features (5.15, 5.27) ----------------------------------------------------
+    def _feature_key(self, fid: int, cdw11: int, nsid: int = 0) -> tuple[int, int] | None:
         if fid == F.TEMPERATURE_THRESHOLD:
             tmpsel, thsel = (cdw11 >> 16) & 0xF, (cdw11 >> 20) & 0x3
             if tmpsel > 8 or thsel > 1:
@@ -277,6 +286,8 @@ class Admin:
         if fid == F.INTERRUPT_VECTOR_CONFIG:
             iv = cdw11 & 0xFFFF
             return (fid, iv) if iv < self.dev.cfg.vectors else None
+        if fid == F.ERROR_RECOVERY:
+            return (fid, nsid)
         return (fid, 0)
 
     def get_features(self, cmd: Cmd) -> tuple[int, int]:
@@ -284,13 +295,16 @@ class Admin:
         feats = self.dev.state.features
         if fid not in feats.CHANGEABLE:
             return err(S.INVALID_FIELD)
-        if sel == 3:  # supported capabilities (5.27.1)
-            return (0, int(fid in feats.SAVEABLE) | (int(fid in feats.CHANGEABLE) << 2))
+        if sel == 3:  # supported capabilities (5.15): saveable, namespace specific, changeable
+            return (0, int(fid in feats.SAVEABLE) | (int(fid == F.ERROR_RECOVERY) << 1)
+                    | (int(fid in feats.CHANGEABLE) << 2))
         if fid == F.TIMESTAMP:
             if sel > 3:
                 return err(S.INVALID_FIELD)
             return self.to_host(cmd, self._timestamp())
-        key = self._feature_key(fid, cmd.cdw11)
+        if fid == F.ERROR_RECOVERY and cmd.nsid not in self.dev.state.namespaces:
+            return err(S.INVALID_NS)  # namespace specific: one namespace's value
+        key = self._feature_key(fid, cmd.cdw11, cmd.nsid)
         if key is None:
             return err(S.INVALID_FIELD)
         table = {0: feats.values, 1: feats.defaults, 2: feats.saved}.get(sel)
@@ -305,7 +319,7 @@ class Admin:
         fid, sv = cmd.cdw10 & 0xFF, cmd.cdw10 >> 31
         feats = self.dev.state.features
         if fid in feats.CHANGEABLE and sv and fid not in feats.SAVEABLE:
-            return err(S.FEATURE_NOT_SAVEABLE)  # 5.28: e.g. Timestamp, Number of Queues
+            return err(S.FEATURE_NOT_SAVEABLE)  # 5.27: e.g. Timestamp, Number of Queues
         if fid == F.TIMESTAMP:
             status, data = self.from_host(cmd, 8)
             if status:
@@ -318,13 +332,28 @@ class Admin:
             return err(S.INVALID_FIELD)
         if sv and fid not in feats.SAVEABLE:
             return err(S.FEATURE_NOT_SAVEABLE)
+        if fid == F.ERROR_RECOVERY:
+            # Namespace specific: one namespace, or all of them with FFFFFFFFh.
+            if cmd.nsid == 0xFFFFFFFF:
+                nsids = list(self.dev.state.namespaces)
+            elif cmd.nsid in self.dev.state.namespaces:
+                nsids = [cmd.nsid]
+            else:
+                return err(S.INVALID_NS)
+            value = cmd.cdw11 & 0x1FFFF  # DULBE (bit 16), TLER (15:0)
+            for nsid in nsids:
+                feats.values[(fid, nsid)] = value
+                if sv:
+                    feats.saved[(fid, nsid)] = value
+            self.dev.state.apply_error_recovery(self.core)
+            return OK
         key = self._feature_key(fid, cmd.cdw11)
         if key is None:
             return err(S.INVALID_FIELD)
         value, cdw0 = cmd.cdw11, 0
         if fid == F.NUMBER_OF_QUEUES:
             if feats.queues_allocated:
-                return err(S.COMMAND_SEQUENCE_ERROR)  # 5.27.1.7: only before queues exist
+                return err(S.COMMAND_SEQUENCE_ERROR)  # 5.27.1.5: only before queues exist
             nsq, ncq = value & 0xFFFF, value >> 16
             if nsq == 0xFFFF or ncq == 0xFFFF:
                 return err(S.INVALID_FIELD)
@@ -389,7 +418,7 @@ class Admin:
 
     # -- NVM admin commands ----------------------------------------------------
     def format_nvm(self, cmd: Cmd) -> tuple[int, int]:
-        """Format NVM (5.23): LBA format, secure erase settings."""
+        """Format NVM (5.14): LBA format, secure erase settings."""
         lbaf = (cmd.cdw10 & 0xF) | (((cmd.cdw10 >> 12) & 0x3) << 4)
         mset, pi, ses = (cmd.cdw10 >> 4) & 1, (cmd.cdw10 >> 5) & 7, (cmd.cdw10 >> 9) & 7
         namespaces = self.dev.state.namespaces

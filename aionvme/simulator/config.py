@@ -34,6 +34,7 @@ class SimConfig:
     max_io_queues: int = 64
     mqes: int = 1023            # CAP.MQES, 0's based
     vectors: int = 65           # MSI-X table size
+    dstrd: int = 0              # CAP.DSTRD: doorbells 4 << dstrd bytes apart (0..2)
     ready_delay_ms: float = 1.0
     shutdown_delay_ms: float = 2.0
     dst_short_ms: float = 300.0
@@ -53,6 +54,10 @@ class SimConfig:
             raise InterfaceError(f"max_io_queues {self.max_io_queues} is outside 1..64")
         if not 1 <= self.mqes <= 0xffff:
             raise InterfaceError(f"mqes {self.mqes} is outside 1..65535")
+        if not 0 <= self.dstrd <= 2:
+            # 65 queues' doorbells, 4 << dstrd bytes each, fill at most the page below the
+            # MSI-X table, as the shadow doorbells of Doorbell Buffer Config fill one page
+            raise InterfaceError(f"dstrd {self.dstrd} is outside 0..2")
         if not 1 <= self.vectors <= 64 + 1:
             raise InterfaceError(f"vectors {self.vectors} is outside 1..65")
         if not 1 <= len(self.namespaces) <= 16:

@@ -58,6 +58,26 @@ class Control:
         self.dev.core.media_write(nsid, pos, bytes([b[0] ^ (xor & 0xFF or 0xFF)]))
         return {}
 
+    def op_selftest_fail(self, segment: int = 0, fatal: bool = False, nsid: int | None = None,
+                         lba: int | None = None, sct: int | None = None,
+                         sc: int | None = None, count: int = 1) -> dict[str, Any]:
+        from aionvme.simulator.selftest import Failure
+        if not 0 <= segment <= 255:
+            return {"error": f"segment {segment} is outside 0..255"}
+        if not 1 <= count <= 20:
+            return {"error": f"count {count} is outside 1..20 (the log holds 20 results)"}
+        if nsid is not None and not 0 <= nsid <= 0xFFFFFFFF:
+            return {"error": f"nsid {nsid} is outside 0..FFFFFFFFh"}
+        if lba is not None and not 0 <= lba < 1 << 64:
+            return {"error": f"lba {lba} is outside 0..2**64-1"}
+        if sct is not None and not 0 <= sct <= 7:
+            return {"error": f"sct {sct} is outside 0..7"}
+        if sc is not None and not 0 <= sc <= 0xFF:
+            return {"error": f"sc {sc} is outside 0..FFh"}
+        self.dev.admin.selftest.failures = [
+            Failure(segment, fatal, nsid, lba, sct, sc) for _ in range(count)]
+        return {}
+
     def op_fatal(self) -> dict[str, Any]:
         self.dev.fatal()
         return {}

@@ -29,7 +29,7 @@ BAR0_SIZE = 0x4000
 MSIX_TABLE = 0x2000
 MSIX_PBA = 0x3000
 DOORBELLS = 0x1000
-NSSR_MAGIC = 0x4E564D65  # "NVMe" (3.1.3.6)
+NSSR_MAGIC = 0x4E564D65  # "NVMe" (3.1.3.7)
 
 OP_CFG_READ, OP_CFG_WRITE, OP_BAR_READ, OP_BAR_WRITE, OP_RESET, OP_CONTROL = range(1, 7)
 RESET_FLR, RESET_HOT, RESET_POWER_OFF, RESET_POWER_ON = 1, 2, 3, 4
@@ -62,7 +62,7 @@ class SimDevice:
         self.state = DeviceState(config)
         self.pci = PciConfig(BAR0_SIZE, config.vectors, MSIX_TABLE, MSIX_PBA,
                              on_flr=self.function_level_reset, on_change=self._pci_changed)
-        core.dstrd = 0
+        core.dstrd = config.dstrd
         core.mdts_bytes = (4096 << config.mdts) if config.mdts else 0
         core.sgl_supported = int(config.sgl)
         self.admin = Admin(self)
@@ -80,7 +80,7 @@ class SimDevice:
         cap |= 1 << 16                     # CQR: contiguous queues required
         cap |= 1 << 17                     # AMS: weighted round robin with urgent
         cap |= 20 << 24                    # TO: 10 s in 500 ms units
-        cap |= 0 << 32                     # DSTRD: 4-byte doorbell stride
+        cap |= self.cfg.dstrd << 32        # DSTRD: doorbells 4 << DSTRD bytes apart
         cap |= 1 << 36                     # NSSRS: NVM subsystem reset supported
         cap |= 1 << 37                     # CSS: NVM command set
         cap |= 0 << 48 | 0 << 52           # MPSMIN = MPSMAX = 4 KiB
@@ -285,7 +285,11 @@ class SimDevice:
         self.pci.reset()
         self._msix_reset()
         self.state.power_on()
+        # 3.7.1: main power applied is an NVM Subsystem Reset, and so a Controller Level
+        # Reset: an image committed with CA 001b/010b becomes the running firmware.
+        self.admin.firmware.controller_reset()
         self.state.apply_write_cache(self.core)
+        self.state.apply_error_recovery(self.core)
         self.apply_interrupt_features()
         self.admin.sanitize.power_on()
 
@@ -306,8 +310,8 @@ class SimDevice:
         self.core.arbitration = self.state.features.current(0x01)
 
     def apply_interrupt_features(self) -> None:
-        """Interrupt Coalescing (5.27.1.9) and Interrupt Vector Configuration's CD
-        (5.27.1.10) as the data path applies them."""
+        """Interrupt Coalescing (5.27.1.6) and Interrupt Vector Configuration's CD
+        (5.27.1.7) as the data path applies them."""
         feats = self.state.features
         v = feats.current(0x08)
         disabled = [bool(feats.current(0x09, vec) & (1 << 16)) for vec in range(self.cfg.vectors)]
@@ -321,7 +325,7 @@ class SimDevice:
         hot = st.temperature_k > over or (under and st.temperature_k < under)
         was = st.critical_warning & 0x2
         st.critical_warning = (st.critical_warning & ~0x2) | (0x2 if hot else 0)
-        # 5.27.1.18: the event is sent only if AEC enables this critical warning bit.
+        # 5.27.1.8: the event is sent only if AEC enables this critical warning bit.
         if hot and not was and feats.current(0x0B) & 0x2:
             self.admin.event(1, 0x01, 0x02)  # SMART/health: temperature threshold
 
@@ -342,6 +346,7 @@ class SimDevice:
             if not n:
                 break
             progress = True
+        self.admin.take_io_errors()
         self.admin.check_events()
         return progress
 

@@ -1,4 +1,4 @@
-"""Doorbell Buffer Config (NVMe 2.0, 5.8): the host gives a Shadow Doorbell
+"""Doorbell Buffer Config (NVMe 2.0, 5.11): the host gives a Shadow Doorbell
 page and an EventIdx page; the data path then reads I/O queue doorbells from
 host memory and rings are needed only when EventIdx asks (ext/src/sim)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def doorbell_buffer_config(admin: "Admin", cmd: "Cmd") -> tuple[int, int]:
     dbs, eis = cmd.prp1, cmd.prp2
-    # 5.8: PRP1 and PRP2 are memory page aligned addresses of one page each.
+    # 5.11: PRP1 and PRP2 are memory page aligned addresses of one page each.
     if dbs & 0xFFF or eis & 0xFFF:
         return err(S.INVALID_FIELD)
     if not admin.core.dbbuf_config(dbs, eis):

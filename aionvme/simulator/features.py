@@ -35,7 +35,6 @@ class Features:
         self.defaults: dict[tuple[int, int], int] = {
             (ARBITRATION, 0): 0x7,  # AB: no limit (111b)
             (POWER_MANAGEMENT, 0): 0,
-            (ERROR_RECOVERY, 0): 0,
             (VOLATILE_WRITE_CACHE, 0): 1 if cfg.vwc else 0,
             (NUMBER_OF_QUEUES, 0): (n << 16) | n,
             (INTERRUPT_COALESCING, 0): 0,
@@ -44,8 +43,12 @@ class Features:
         for sel in range(0, 9):  # TMPSEL 0 composite, 1-8 sensors
             self.defaults[(TEMPERATURE_THRESHOLD, sel << 4 | 0)] = OVER_DEFAULT
             self.defaults[(TEMPERATURE_THRESHOLD, sel << 4 | 1)] = UNDER_DEFAULT
+        # Error Recovery is namespace specific: one value per NSID.  DULBE (bit 16)
+        # is settable as NSFEAT.DAE says (the native data path applies it).
+        for nsid in range(1, len(cfg.namespaces) + 1):
+            self.defaults[(ERROR_RECOVERY, nsid)] = 0
         for v in range(cfg.vectors):
-            # CD (bit 16): coalescing disabled by default on the admin vector (5.27.1.10)
+            # CD (bit 16): coalescing disabled by default on the admin vector (5.27.1.7)
             self.defaults[(INTERRUPT_VECTOR_CONFIG, v)] = v | ((1 << 16) if v == 0 else 0)
         self.saved = dict(self.defaults)
         self.values = dict(self.defaults)

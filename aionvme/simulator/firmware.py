@@ -1,4 +1,4 @@
-"""Firmware Image Download (5.24) and Firmware Commit (5.15), the Firmware
+"""Firmware Image Download (5.13) and Firmware Commit (5.12), the Firmware
 Slot Information log (5.16.1.4).  Slot 1 is read-only (FRMW bit 0)."""
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class Firmware:
         numd, ofst = cmd.cdw10 + 1, cmd.cdw11
         offset, length = ofst * 4, numd * 4
         if offset != len(self.image):
-            # Pieces must come in order without overlap (5.24: Overlapping Range).
+            # Pieces must come in order without overlap (5.13: Overlapping Range).
             if offset < len(self.image):
                 return err(S.OVERLAPPING_RANGE)
             return err(S.INVALID_FIELD)
@@ -73,7 +73,7 @@ class Firmware:
         if ca == 3:  # activate now, without reset (FRMW bit 4)
             self.active = fs
             self.next_active = None
-            # 5.27.1.18: Firmware Activation Notices (AEC bit 9) enable the event.
+            # 5.27.1.8: Firmware Activation Notices (AEC bit 9) enable the event.
             if self.dev.state.features.current(0x0B) & (1 << 9):
                 self.dev.admin.event(2, 0x01, 0x03)  # Notice: firmware activation starting
             return (0, 0)

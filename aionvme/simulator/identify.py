@@ -53,7 +53,9 @@ def controller(dev: "SimDevice") -> bytes:
     struct.pack_into("<I", d, 80, dev.VS)                     # VER
     struct.pack_into("<I", d, 84, 100000)                     # RTD3R (us)
     struct.pack_into("<I", d, 88, 100000)                     # RTD3E (us)
-    struct.pack_into("<I", d, 92, (1 << 8) | (1 << 9))        # OAES: NS attr, FW activation
+    # OAES: Firmware Activation Notices only.  Namespace Attribute Notices (bit 8) need the
+    # Changed Namespace List log page (04h), which the simulator does not have.
+    struct.pack_into("<I", d, 92, 1 << 9)
     struct.pack_into("<H", d, 111, 1)                         # CNTRLTYPE: I/O controller
     struct.pack_into("<H", d, 256, OACS_FORMAT | OACS_FIRMWARE | OACS_SELF_TEST | OACS_DBBUF)
     d[258] = ACL
@@ -92,7 +94,7 @@ def namespace(dev: "SimDevice", nsid: int) -> bytes:
     ns = dev.state.namespaces[nsid]
     d = bytearray(4096)
     struct.pack_into("<QQQ", d, 0, ns.nlba, ns.nlba, ns.nlba)  # NSZE, NCAP, NUSE
-    d[24] = 0x4                                                # NSFEAT: DAE... (bit 2: deallocated error)
+    d[24] = 0x4                                                # NSFEAT: DAE (bit 2): DULBE supported
     d[25] = len(LBA_FORMATS) - 1                               # NLBAF (0's based)
     d[26] = ns.lbaf & 0xF                                      # FLBAS
     d[27] = 0                                                  # MC

@@ -63,6 +63,8 @@ def effects() -> bytes:
 
 
 def build(dev: "SimDevice", lid: int, nsid: int) -> bytes | None:
+    if lid in (ERROR_INFO, SMART):
+        dev.admin.take_io_errors()  # the data path's I/O errors so far
     if lid == ERROR_INFO:
         return error_info(dev)
     if lid == SMART:

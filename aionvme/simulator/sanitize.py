@@ -1,4 +1,4 @@
-"""Sanitize (5.26) and the Sanitize Status log page (5.16.1.25)."""
+"""Sanitize (5.24) and the Sanitize Status log page (5.16.1.25)."""
 from __future__ import annotations
 
 import struct
@@ -26,7 +26,8 @@ class Sanitize:
         self.cdw10 = 0
         self.started = 0.0
         self.duration = 0.0
-        self.passes = 0
+        self.passes = 0           # overwrite passes requested (OWPASS, 0h: 16)
+        self.pattern = 0          # the Overwrite Pattern (cdw11)
         self.generation = 0
 
     @property
@@ -48,6 +49,7 @@ class Sanitize:
             return err(S.INVALID_FIELD)
         self.cdw10 = cmd.cdw10
         self.passes = ((cmd.cdw10 >> 4) & 0xF) or 16 if action == OVERWRITE else 0
+        self.pattern = cmd.cdw11 if action == OVERWRITE else 0
         self.start()
         return (0, 0)
 
@@ -63,10 +65,24 @@ class Sanitize:
                 self.complete()
         self.dev.after(self.duration, done)
 
+    def final_pattern(self) -> int:
+        """What the last overwrite pass leaves: OIPBP (bit 8) inverts the pattern
+        between passes, so an even pass count ends on the inverted pattern."""
+        oipbp = bool(self.cdw10 & (1 << 8))
+        if oipbp and self.passes % 2 == 0:
+            return ~self.pattern & 0xFFFFFFFF
+        return self.pattern
+
     def complete(self) -> None:
-        for nsid, ns in self.dev.state.namespaces.items():
-            self.dev.core.ns_format(nsid, ns.lba_shift, True)
         ndas = bool(self.cdw10 & (1 << 9))
+        overwrite = self.cdw10 & 0x7 == OVERWRITE
+        for nsid, ns in self.dev.state.namespaces.items():
+            if overwrite and ndas:
+                # No-Deallocate After Sanitize: the media keeps what the passes wrote.
+                self.dev.core.ns_fill(nsid, self.final_pattern())
+            else:
+                # Erased and deallocated: reads return what DLFEAT says (zeroes).
+                self.dev.core.ns_format(nsid, ns.lba_shift, True)
         self.status = COMPLETED_NO_DEALLOC if ndas else COMPLETED
         self.dev.core.io_block_status = 0
         self.dev.admin.selftest.namespace_formatted()
@@ -80,10 +96,14 @@ class Sanitize:
     def log(self) -> bytes:
         d = bytearray(512)
         if self.in_progress:
-            sprog = min(0xFFFE, int(0x10000 * (time.monotonic() - self.started) / self.duration))
+            done = (time.monotonic() - self.started) / self.duration
+            sprog = min(0xFFFE, int(0x10000 * done))
+            passes = min(self.passes - 1, int(done * self.passes)) if self.passes else 0
         else:
             sprog = 0xFFFF
-        sstat = self.status | (self.passes << 3)
+            passes = self.passes if self.status in (COMPLETED, COMPLETED_NO_DEALLOC) else 0
+        # SSTAT bits 7:3: overwrite passes completed
+        sstat = self.status | ((passes & 0x1F) << 3)
         # Estimated times (bytes 19:8): overwrite, block erase, crypto erase, in seconds.
         secs = int(self.dev.cfg.sanitize_ms / 1000) or 1
         struct.pack_into("<HHIIII", d, 0, sprog, sstat, self.cdw10, secs, secs, secs)

@@ -1,4 +1,4 @@
-"""Device Self-test (5.22) and its log page (5.16.1.7)."""
+"""Device Self-test (5.8) and its log page (5.16.1.7)."""
 from __future__ import annotations
 
 import collections
@@ -14,8 +14,20 @@ if TYPE_CHECKING:
     from aionvme.simulator.device import SimDevice
 
 SHORT, EXTENDED, ABORT = 0x1, 0x2, 0xF
-# Result codes (Figure 207, byte 0 bits 3:0)
+# Result codes (Self-test Result Data Structure, byte 0 bits 3:0)
 NO_ERROR, ABORTED_BY_COMMAND, ABORTED_BY_RESET, ABORTED_BY_FORMAT = 0x0, 0x1, 0x2, 0x4
+FATAL_ERROR, FAILED_SEGMENT_UNKNOWN, FAILED_SEGMENT = 0x5, 0x6, 0x7
+# Valid Diagnostic Information (byte 2)
+NSID_VALID, FLBA_VALID, SCT_VALID, SC_VALID = 0x1, 0x2, 0x4, 0x8
+
+
+class Failure:
+    """How the next self-test to run to its end fails (``nvme0.sim.selftest_fail``)."""
+
+    def __init__(self, segment: int, fatal: bool, nsid: int | None, lba: int | None,
+                 sct: int | None, sc: int | None) -> None:
+        self.segment, self.fatal = segment, fatal
+        self.nsid, self.lba, self.sct, self.sc = nsid, lba, sct, sc
 
 
 class SelfTest:
@@ -27,6 +39,7 @@ class SelfTest:
         self.duration = 0.0
         self.generation = 0       # stale timers see a newer generation and do nothing
         self.results: collections.deque[bytes] = collections.deque(maxlen=20)
+        self.failures: list[Failure] = []
 
     def command(self, cmd: "Cmd") -> tuple[int, int]:
         stc = cmd.cdw10 & 0xF
@@ -47,24 +60,45 @@ class SelfTest:
         gen = self.generation
         def done() -> None:
             if gen == self.generation:  # not aborted or restarted since
-                self.finish(NO_ERROR)
+                self.finish(NO_ERROR, self.failures.pop(0) if self.failures else None)
         self.dev.after(self.duration, done)
         return (0, 0)
 
-    def finish(self, result: int) -> None:
+    def finish(self, result: int, failure: Failure | None = None) -> None:
         if not self.current:
             return
         entry = bytearray(28)
+        nsid, valid, segment = self.nsid, 0, 0
+        if failure is not None:
+            if failure.fatal:
+                result = FATAL_ERROR
+            elif failure.segment:
+                result, segment = FAILED_SEGMENT, failure.segment
+            else:
+                result = FAILED_SEGMENT_UNKNOWN
+            if failure.nsid is not None:
+                nsid = failure.nsid
+            if failure.lba is not None:
+                valid |= FLBA_VALID
+                struct.pack_into("<Q", entry, 16, failure.lba)     # Failing LBA
+            if failure.sct is not None:
+                valid |= SCT_VALID
+                entry[24] = failure.sct & 0x7                      # Status Code Type
+            if failure.sc is not None:
+                valid |= SC_VALID
+                entry[25] = failure.sc & 0xFF                      # Status Code
+        if nsid not in (0, 0xFFFFFFFF):
+            valid |= NSID_VALID
         entry[0] = (self.current << 4) | result
-        entry[1] = 0
-        entry[2] = 0x1 if self.nsid not in (0, 0xFFFFFFFF) else 0  # NSID valid
-        struct.pack_into("<QI", entry, 4, self.dev.state.power_on_hours, self.nsid)
+        entry[1] = segment                                         # Segment Number
+        entry[2] = valid                                           # Valid Diagnostic Information
+        struct.pack_into("<QI", entry, 4, self.dev.state.power_on_hours, nsid)
         self.results.appendleft(bytes(entry))
         self.current = 0
         self.generation += 1
 
     def controller_reset(self) -> None:
-        # 5.22: a short test is aborted by a Controller Level Reset, an extended one goes on.
+        # 5.8: a short test is aborted by a Controller Level Reset, an extended one goes on.
         if self.current == SHORT:
             self.finish(ABORTED_BY_RESET)
 

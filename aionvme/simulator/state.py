@@ -47,6 +47,7 @@ class DeviceState:
         self.critical_warning = 0
         self.error_log: collections.deque[bytes] = collections.deque(maxlen=64)
         self.error_count = 0
+        self.io_errors_seen = 0  # of the native data path's count (SimCore.take_errors)
         self.extra: dict[str, Any] = {}
 
     def attach_namespaces(self, core: Any) -> None:
@@ -67,6 +68,12 @@ class DeviceState:
     def controller_reset(self, core: Any) -> None:
         self.features.reset()
         self.apply_write_cache(core)
+        self.apply_error_recovery(core)
+
+    def apply_error_recovery(self, core: Any) -> None:
+        """DULBE (Error Recovery bit 16) of each namespace as the data path applies it."""
+        for nsid in self.namespaces:
+            core.ns_set_dulbe(nsid, bool(self.features.current(0x05, nsid) & (1 << 16)))
 
     def apply_write_cache(self, core: Any) -> None:
         """The data path caches writes when the Volatile Write Cache feature (5.27.1.4)

@@ -1,5 +1,5 @@
 """Names of opcodes (NVMe 2.0 Figure 28, NVM Command Set Figure 18) and
-status codes (4.6.1.2), as used in messages and the cmdlog."""
+status codes (4.2.3), as used in messages and the cmdlog."""
 from __future__ import annotations
 
 ADMIN_COMMANDS = {

@@ -21,9 +21,13 @@ def open_transport(address: str | bytes) -> Transport:
     if address.startswith("/dev/nvme"):
         from aionvme.transport.kernel import KernelTransport
         return KernelTransport(address)
+    from aionvme.transport.tcp.fabrics import looks_like_tcp
+    if looks_like_tcp(address):
+        from aionvme.transport.tcp.transport import TcpTransport
+        return TcpTransport(address)
     raise NvmeEnumerateError(
-        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu', "
-        "'qemu:OPTS' or '/dev/nvmeN'")
+        f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu', 'qemu:OPTS', "
+        f"tcp://HOST[:PORT][/SUBNQN], a PCI address such as '0000:01:00.0' or '/dev/nvmeN'")
 
 
 def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
@@ -33,7 +37,14 @@ def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
         address = address.decode()
     if is_pcie_address(address):
         have = _backend_capabilities(address)
-        return None if have is None else (address.split(":", 1)[0], have)
+        if have is None:
+            return None
+        from aionvme.backends.vfio import parse_address
+        return ("vfio" if parse_address(address) else address.split(":", 1)[0]), have
+    from aionvme.transport.tcp.fabrics import looks_like_tcp
+    if looks_like_tcp(address):
+        from aionvme.transport.tcp.transport import TcpTransport
+        return "tcp", TcpTransport.capabilities
     if address.startswith("/dev/nvme"):
         from aionvme.transport.kernel import KernelTransport
         return ("kernel", KernelTransport.capabilities)

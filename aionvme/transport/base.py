@@ -7,8 +7,9 @@ never names a transport or a backend.
 
 - PCIe (``aionvme.transport.pcie``): SQ/CQ rings in the DMA arena, PRPs and
   SGLs, doorbells, MSI-X eventfds, over a device backend (``sim``, ``qemu``).
-- TCP (planned): capsules and PDUs on one socket per queue; registers are
-  Fabrics Property Get/Set.
+- TCP (``aionvme.transport.tcp``): capsules and PDUs on one socket per queue;
+  registers are Fabrics Property Get/Set; an I/O queue is a connection and its
+  Fabrics Connect (no Create I/O SQ/CQ: no ``raw_queues`` capability).
 - kernel (``aionvme.transport.kernel``): a drive left on Linux's nvme driver;
   admin commands by ioctl, I/O by io_uring passthrough, completions on the
   ring's eventfd.
@@ -34,10 +35,14 @@ class Transport(Protocol):
     def reg_write(self, offset: int, size: int, value: int) -> None: ...
 
     # bring-up: interrupts wired and the admin queue set while CC.EN is 0
+    async def start(self, admin_depth: int) -> None: ...            # before bring-up (fabrics: Connect)
     def prepare(self, loop: Any) -> int: ...                        # -> interrupt vectors usable
     def admin_queue(self, depth: int, dstrd: int) -> Any: ...       # a new admin queue
     def set_admin_queue(self, aq: Any, depth: int) -> None: ...     # the controller uses it
     def io_queue(self, qid: int, depth: int, dstrd: int) -> Any: ...
+    # without RAW_QUEUES: the transport makes and ends an I/O queue itself
+    async def connect_io_queue(self, queue: Any) -> None: ...
+    async def disconnect_io_queue(self, queue: Any) -> None: ...
     def attach(self, queue: Any, vector: int) -> None: ...          # its completions reach the loop
     def detach(self, queue: Any, vector: int) -> None: ...
     def poll(self, vector: int) -> None: ...                        # reap what is there now

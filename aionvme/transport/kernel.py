@@ -144,6 +144,9 @@ class KernelTransport:
         return 0
 
     # -- bring-up and queues --------------------------------------------------------
+    async def start(self, admin_depth: int) -> None:
+        """Nothing to connect: the controller device is open."""
+
     def prepare(self, loop: Any) -> int:
         """Nothing to set up: the controller is live.  No vectors are the host's."""
         self.loop = loop
@@ -166,6 +169,14 @@ class KernelTransport:
         q.fds = dict(self._ns_fds)
         q.loop = self.loop
         return q
+
+    async def connect_io_queue(self, queue: Any) -> None:
+        """Nothing to create on the controller: the ring is the queue; its eventfd
+        goes on the loop."""
+        self.attach(queue, 0)
+
+    async def disconnect_io_queue(self, queue: Any) -> None:
+        """Nothing to delete on the controller (Qpair.delete detaches and closes it)."""
 
     def attach(self, queue: Any, vector: int) -> None:
         """The ring's eventfd goes on the loop (add_reader), as a vector's would."""

@@ -158,6 +158,15 @@ class PcieTransport:
         self.msix_mask(0, False)
         self.attach(aq, 0)
 
+    async def start(self, admin_depth: int) -> None:
+        """Nothing before bring-up: the function is there."""
+
+    async def connect_io_queue(self, queue: Any) -> None:
+        raise InterfaceError("PCIe I/O queues are created with Create I/O CQ/SQ (raw_queues)")
+
+    async def disconnect_io_queue(self, queue: Any) -> None:
+        raise InterfaceError("PCIe I/O queues are deleted with Delete I/O SQ/CQ (raw_queues)")
+
     def io_queue(self, qid: int, depth: int, dstrd: int) -> Any:
         q = _core.CoreQpair(self.device, qid, depth, dstrd)
         q.loop = self.loop

@@ -54,6 +54,51 @@ cdef class Device:
         d.backend = "qemu"
         return d
 
+    @staticmethod
+    def open_vfio(str bdf, int group_id, list irq_fds):
+        """Drive the controller at ``bdf`` (``0000:01:00.0``, bound to vfio-pci, IOMMU
+        group ``group_id``): the process-wide arena is mapped into its IOMMU at
+        IOVA = offset.  Every eventfd's ownership passes to the Device; those
+        beyond the device's MSI-X (or MSI) vectors are closed (``nvec`` says how
+        many are wired)."""
+        cdef Device d = Device.__new__(Device)
+        cdef int fds[64]
+        cdef Arena a = arena()
+        cdef bytes b = bdf.encode()
+        _irq_array(irq_fds, fds)
+        if anv_vfio_open(&d.dev, b, group_id, &a.a, fds, len(irq_fds)) < 0:
+            raise convert_errno(f"opening {bdf} through VFIO (IOMMU group {group_id})")
+        d._open = True
+        d.backend = "vfio"
+        return d
+
+    def vfio_release(self):
+        """Give the VFIO device back for a power cycle, keeping the eventfds."""
+        self._live()
+        if self.backend != "vfio":
+            raise _exc.InterfaceError("vfio_release is for the vfio backend")
+        anv_vfio_release(&self.dev)
+
+    def vfio_reopen(self, str bdf, int group_id):
+        """Open the function again after vfio_release(), on the same eventfds."""
+        cdef Arena a = arena()
+        cdef bytes b = bdf.encode()
+        self._live()
+        if self.backend != "vfio":
+            raise _exc.InterfaceError("vfio_reopen is for the vfio backend")
+        if anv_vfio_reopen(&self.dev, b, group_id, &a.a) < 0:
+            raise convert_errno(f"opening {bdf} again through VFIO (IOMMU group {group_id})")
+
+    @property
+    def irq_kind(self):
+        """How the vectors reach the eventfds: "msix", "msi" (vfio), or "msix" otherwise."""
+        cdef int k
+        self._live()
+        if self.backend != "vfio":
+            return "msix"
+        k = anv_vfio_irq_kind(&self.dev)
+        return "msi" if k == ANV_VFIO_IRQ_MSI else "msix"
+
     def set_irq_mailbox(self, Buffer mailbox):
         """MSI-X messages are aimed at dwords of ``mailbox`` (one per vector); a
         backend that sees them only there (qemu) watches it."""
@@ -104,11 +149,19 @@ cdef class Device:
         device's doorbells.  kind "sim": a store at the doorbell's BAR0 offset in
         the simulator's own BAR page, then an eventfd write; kind "proxy" (qemu):
         the same in a page a thread of this process forwards to QEMU
-        (anv_proxy_open_doorbells).  The Device keeps owning both fds."""
+        (anv_proxy_open_doorbells); kind "vfio": the VFIO device fd twice, whose
+        BAR0 the worker maps (anv_vfio_open_doorbells).  The Device keeps owning
+        both fds."""
         cdef int page_fd = -1, efd = -1
         cdef int rc
         self._live()
-        if self.backend == "qemu":
+        if self.backend == "vfio":
+            # the worker maps BAR0 of the same VFIO device fd and stores to it
+            page_fd = efd = anv_vfio_doorbell_fd(&self.dev)
+            rc = -1 if page_fd < 0 else 0
+            if rc == 0:
+                return "vfio", page_fd, efd
+        elif self.backend == "qemu":
             rc = anv_qemu_doorbell_fds(&self.dev, &page_fd, &efd)
         else:
             rc = anv_sim_doorbell_fds(&self.dev, &page_fd, &efd)

@@ -188,8 +188,14 @@ def ioworker_run(dict a, IOWorkerStats stats):
                 rc = anv_proxy_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"])
             elif a["backend"] == "sim":
                 rc = anv_sim_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"])
+            elif a["backend"] == "vfio":
+                # the VFIO device fd came twice (as "bar" and "db"): one is enough
+                if a["fds"]["db"] != a["fds"]["bar"]:
+                    _os_iow.close(a["fds"]["db"])
+                rc = anv_vfio_open_doorbells(&dev, a["fds"]["bar"])
             else:
-                raise _exc.InterfaceError(f"workers ring doorbells the 'sim' or 'proxy' way, not {a['backend']!r}")
+                raise _exc.InterfaceError(
+                    f"workers ring doorbells the 'sim', 'proxy' or 'vfio' way, not {a['backend']!r}")
             if rc < 0:
                 raise convert_errno("opening the doorbells")
             if anv_qpair_attach(&qp, &dev, &ar, q["qid"], q["depth"], q["dstrd"], q["sq_iova"],

@@ -21,7 +21,7 @@ cdef inline uint64_t _mono_ns() noexcept nogil:
 
 
 cdef class Completion:
-    """A completion queue entry (4.6) as the host received it."""
+    """A completion queue entry (4.2) as the host received it."""
     cdef readonly uint32_t cdw0
     cdef readonly uint32_t cdw1
     cdef readonly uint16_t sqhd
@@ -483,7 +483,7 @@ cdef class CoreQpair:
         anv_qpair_drop_all(&self.qp)
 
     def set_dbbuf(self, Buffer dbs, Buffer eis):
-        """Use these Shadow Doorbell / EventIdx pages (5.8); None for MMIO only."""
+        """Use these Shadow Doorbell / EventIdx pages (5.11); None for MMIO only."""
         if dbs is None or eis is None:
             anv_qpair_set_dbbuf(&self.qp, NULL, NULL)
         else:

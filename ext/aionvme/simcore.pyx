@@ -128,6 +128,17 @@ cdef class SimCore:
         if sim_ns_format(&self.c, nsid, lba_shift, erase) < 0:
             raise convert_errno(f"formatting namespace {nsid}")
 
+    def ns_fill(self, int nsid, uint32_t pattern):
+        """Every byte of the namespace's media: ``pattern``, 4 bytes little endian."""
+        if sim_ns_fill(&self.c, nsid, pattern) < 0:
+            raise convert_errno(f"filling namespace {nsid}")
+
+    def ns_set_dulbe(self, int nsid, bint on):
+        """DULBE of the Error Recovery feature: reads of unwritten LBAs fail (02h/87h)."""
+        if not 1 <= nsid <= SIM_MAX_NS or not self.c.ns[nsid].valid:
+            raise ValueError(f"no namespace {nsid}")
+        self.c.ns[nsid].dulbe = 1 if on else 0
+
     def ns_info(self, int nsid):
         cdef sim_ns *ns
         if not 1 <= nsid <= SIM_MAX_NS or not self.c.ns[nsid].valid:
@@ -166,7 +177,7 @@ cdef class SimCore:
         return r
 
     def dbbuf_config(self, uint64_t dbs, uint64_t eis):
-        """Doorbell Buffer Config (5.8); False when a page is not in host memory."""
+        """Doorbell Buffer Config (5.11); False when a page is not in host memory."""
         return sim_dbbuf_config(&self.c, dbs, eis) == 0
 
     @property
@@ -239,6 +250,19 @@ cdef class SimCore:
         self.c.evt_invalid_db = 0
         self.c.evt_invalid_db_val = 0
         return ev
+
+    def take_errors(self, uint64_t since):
+        """I/O command errors after the first ``since``: (total, [(sqid, cid, status, nsid,
+        lba)...] oldest first), status as the 15-bit Status Field; at most the last 64."""
+        cdef uint64_t total = self.c.nerr, i
+        cdef sim_err *e
+        out = []
+        i = max(since, total - 64) if total > 64 else since
+        while i < total:
+            e = &self.c.errlog[i % 64]
+            out.append((e.sqid, e.cid, e.status >> 1, e.nsid, e.lba))
+            i += 1
+        return total, out
 
     def counters(self):
         return {"units_read": self.c.units_read, "units_written": self.c.units_written,

@@ -555,7 +555,7 @@ static int run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_kqu
 			}
 			if (k) {
 				put64(&st->submitted, w.submitted);
-				/* 3.1.3.25: one SQ tail doorbell (kernel: one io_uring_enter) for the batch. */
+				/* one SQ tail doorbell (SQyTDBL; kernel: one io_uring_enter) for the batch */
 				if (q_ring(&w) < 0) {
 					w.reason = ANV_IOW_END_DEVICE;
 					break;

@@ -39,7 +39,7 @@ int anv_qpair_init(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena *
 	qp->qid = qid;
 	qp->depth = depth;
 	qp->dstrd = dstrd;
-	qp->phase = 1; /* 4.6: the phase tag of a new CQ starts at 1 */
+	qp->phase = 1; /* 4.2: the phase tag of a new CQ starts at 1 */
 	qp->sq_iova = qp->cq_iova = qp->prp_iova = (uint64_t)-1;
 
 	off = anv_arena_alloc(arena, (size_t)depth * sizeof(struct anv_sqe));
@@ -95,7 +95,7 @@ int anv_qpair_attach(struct anv_qpair *qp, struct anv_dev *dev, struct anv_arena
 	qp->qid = qid;
 	qp->depth = depth;
 	qp->dstrd = dstrd;
-	qp->phase = 1; /* 4.6: the phase tag of a new CQ starts at 1 */
+	qp->phase = 1; /* 4.2: the phase tag of a new CQ starts at 1 */
 	qp->sq_iova = sq_iova;
 	qp->sq = anv_arena_ptr(arena, sq_iova);
 	qp->cq_iova = cq_iova;
@@ -211,7 +211,7 @@ static inline int need_event(uint16_t ei, uint16_t new, uint16_t old)
 }
 
 /*
- * 5.8: write the shadow doorbell, then ring the MMIO doorbell only when the
+ * 5.11: write the shadow doorbell, then ring the MMIO doorbell only when the
  * controller asked for it through EventIdx.
  */
 static inline int db_ring(struct anv_qpair *qp, uint32_t *shadow, uint32_t *ei, uint32_t off,
@@ -266,7 +266,7 @@ int anv_qpair_reap(struct anv_qpair *qp, struct anv_cqe *out, int max)
 		struct anv_cqe *cqe = &qp->cq[qp->cq_head];
 		uint16_t status = __atomic_load_n(&cqe->status, __ATOMIC_ACQUIRE);
 
-		/* 4.6: a new entry carries the current phase tag. */
+		/* 4.2: a new entry carries the current phase tag. */
 		if ((status & 1u) != qp->phase)
 			break;
 		memcpy(&out[n], cqe, sizeof(*cqe));

@@ -97,6 +97,16 @@ cdef extern from "aionvme/dev.h" nogil:
     int anv_sim_open_doorbells(anv_dev *dev, int bar_fd, int db_fd)
     int anv_sim_doorbell_fds(anv_dev *dev, int *bar_fd, int *db_fd)
     int anv_sim_lost(anv_dev *dev)
+    int anv_vfio_open(anv_dev *dev, const char *bdf, int group_id, const anv_arena *arena,
+                      const int *irq_fds, int nvec)
+    int anv_vfio_release(anv_dev *dev)
+    int anv_vfio_reopen(anv_dev *dev, const char *bdf, int group_id, const anv_arena *arena)
+    int anv_vfio_irq_kind(anv_dev *dev)
+    int anv_vfio_doorbell_fd(anv_dev *dev)
+    int anv_vfio_open_doorbells(anv_dev *dev, int device_fd)
+    enum:
+        ANV_VFIO_IRQ_MSIX
+        ANV_VFIO_IRQ_MSI
     enum:
         ANV_SIM_OP_CONTROL
 

@@ -30,6 +30,13 @@ cdef extern from "aionvme/sim.h" nogil:
         uint64_t nlba
         uint8_t *media
         uint64_t media_size
+        uint8_t dulbe
+    struct sim_err:
+        uint16_t sqid
+        uint16_t cid
+        uint16_t status
+        uint32_t nsid
+        uint64_t lba
     struct sim_fault:
         uint8_t active
         uint8_t action
@@ -74,6 +81,8 @@ cdef extern from "aionvme/sim.h" nogil:
         uint64_t media_errors
         uint32_t evt_invalid_db
         uint32_t evt_invalid_db_val
+        sim_err errlog[64]
+        uint64_t nerr
 
     int sim_ctrl_init(sim_ctrl *c, uint8_t *bar, uint8_t *arena, uint64_t arena_size)
     void sim_ctrl_fini(sim_ctrl *c)
@@ -86,6 +95,7 @@ cdef extern from "aionvme/sim.h" nogil:
                       int hugepages)
     void sim_ns_detach(sim_ctrl *c, uint32_t nsid)
     int sim_ns_format(sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int erase)
+    int sim_ns_fill(sim_ctrl *c, uint32_t nsid, uint32_t pattern)
     int sim_process_io(sim_ctrl *c, int budget)
     int sim_admin_fetch(sim_ctrl *c, anv_sqe *sqe)
     int sim_post(sim_ctrl *c, uint16_t sqid, uint16_t cid, uint16_t status, uint32_t cdw0, int fire)

@@ -148,6 +148,68 @@ int anv_proxy_open_doorbells(struct anv_dev *dev, int page_fd, int efd);
 /* After QEMU was started again (power cycle): talk over @sock from now on. */
 int anv_qemu_reconnect(struct anv_dev *dev, int sock);
 
+struct anv_arena;
+
+/**
+ * anv_vfio_open() - drive a PCIe controller bound to vfio-pci (src/dev/vfio.c)
+ * @bdf: its PCI address, "0000:01:00.0"
+ * @group_id: its IOMMU group (/dev/vfio/@group_id); every other device of
+ *            the group must be bound to vfio-pci or to no driver (EBUSY)
+ * @arena: the DMA arena, mapped into the IOMMU at IOVA = offset from
+ *         ANV_ARENA_RESERVED to its end (nothing else is mapped)
+ * @irq_fds: @nvec eventfds (ownership taken); the first min(@nvec, the
+ *           device's MSI-X table size) are its vectors through
+ *           VFIO_DEVICE_SET_IRQS (MSI when the device has no MSI-X), the
+ *           rest are closed; dev->nvec says how many were wired
+ *
+ * A container of its own per device (type1v2 IOMMU).  BAR0 is mmapped where
+ * vfio-pci allows it, else reached with pread/pwrite.  Writes to the MSI-X
+ * table's Message Address/Data are dropped (the host kernel owns them);
+ * Vector Control reaches the device.  Resets: ANV_RESET_FLR is
+ * VFIO_DEVICE_RESET; ANV_RESET_HOT is VFIO_DEVICE_PCI_HOT_RESET when every
+ * function of the slot is in this group (else EPERM); power is EOPNOTSUPP.
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_vfio_open(struct anv_dev *dev, const char *bdf, int group_id,
+		  const struct anv_arena *arena, const int *irq_fds, int nvec);
+
+/**
+ * anv_vfio_release() - give the device back (container, group, device fds,
+ * BAR0 mapping, IOMMU mapping) but keep @dev and its eventfds, for a power
+ * cycle; every op fails with EIO until anv_vfio_reopen().
+ */
+int anv_vfio_release(struct anv_dev *dev);
+
+/**
+ * anv_vfio_reopen() - open the function again after anv_vfio_release(), with
+ * the same eventfds (the pollers keep waiting on them).
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_vfio_reopen(struct anv_dev *dev, const char *bdf, int group_id,
+		    const struct anv_arena *arena);
+
+enum { ANV_VFIO_IRQ_MSIX = 1, ANV_VFIO_IRQ_MSI = 2 };
+
+/* How a vfio device's vectors are wired: ANV_VFIO_IRQ_MSIX or _MSI; -1 + EOPNOTSUPP if not vfio. */
+int anv_vfio_irq_kind(struct anv_dev *dev);
+
+/**
+ * anv_vfio_doorbell_fd() - the VFIO device fd, for a worker process's
+ * anv_vfio_open_doorbells(); stays owned by @dev.  -1 + EOPNOTSUPP if not vfio.
+ */
+int anv_vfio_doorbell_fd(struct anv_dev *dev);
+
+/**
+ * anv_vfio_open_doorbells() - in a worker: map BAR0 of the VFIO device fd
+ * @device_fd (ownership taken) another process opened; only @doorbell works
+ * (the parent's container keeps the arena mapped in the IOMMU).
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_vfio_open_doorbells(struct anv_dev *dev, int device_fd);
+
 /* Wire protocol between the host and the simulator process (little endian). */
 enum {
 	ANV_SIM_OP_CFG_READ = 1,

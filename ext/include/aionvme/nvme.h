@@ -21,7 +21,7 @@ enum {
 	ANV_REG_AQA = 0x24,
 	ANV_REG_ASQ = 0x28,
 	ANV_REG_ACQ = 0x30,
-	ANV_REG_DBS = 0x1000, /* 3.1.3.25 SQ0TDBL */
+	ANV_REG_DBS = 0x1000, /* SQ0TDBL, the first doorbell */
 };
 
 /* Layout of BAR0 used by the simulator (the MSI-X table may sit anywhere in a BAR). */
@@ -51,7 +51,7 @@ struct anv_sqe {
 	uint32_t cdw15;
 };
 
-/* 4.6 Completion Queue Entry: 16 bytes */
+/* 4.2 Completion Queue Entry: 16 bytes */
 struct anv_cqe {
 	uint32_t cdw0;
 	uint32_t cdw1;
@@ -61,7 +61,7 @@ struct anv_cqe {
 	uint16_t status; /* bit 0: phase tag, bits 15:1 status field */
 };
 
-/* 4.6.1 Status field, as held in anv_cqe.status (phase tag in bit 0) */
+/* 4.2.3 Status Field, as held in anv_cqe.status (phase tag in bit 0) */
 #define ANV_STATUS_SC(s) (((s) >> 1) & 0xff)
 #define ANV_STATUS_SCT(s) (((s) >> 9) & 0x7)
 #define ANV_STATUS_CRD(s) (((s) >> 12) & 0x3)
@@ -116,7 +116,7 @@ enum {
 	ANV_NVM_VERIFY = 0x0c,
 };
 
-/* 4.6.1.2 Generic command status (SCT 0) */
+/* 4.2.3 Generic command status (SCT 0) */
 enum {
 	ANV_SC_SUCCESS = 0x00,
 	ANV_SC_INVALID_OPCODE = 0x01,
@@ -140,7 +140,7 @@ enum {
 	ANV_SC_NS_NOT_READY = 0x82,
 };
 
-/* 4.6.1.4 Media and data integrity errors (SCT 2) */
+/* 4.2.3 Media and data integrity errors (SCT 2) */
 enum {
 	ANV_SC_WRITE_FAULT = 0x80,
 	ANV_SC_UNRECOVERED_READ = 0x81,

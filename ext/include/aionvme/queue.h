@@ -49,7 +49,7 @@ struct anv_qpair {
 	uint64_t prp_iova;
 	uint64_t *prp_list;
 
-	/* 5.8 shadow doorbells and EventIdx (NULL: MMIO doorbells only) */
+	/* 5.11 shadow doorbells and EventIdx (NULL: MMIO doorbells only) */
 	uint32_t *shadow_sq, *shadow_cq;
 	uint32_t *ei_sq, *ei_cq;
 
@@ -59,7 +59,7 @@ struct anv_qpair {
 /* An EventIdx no controller has written yet (values it writes are below 65536). */
 #define ANV_EVENTIDX_UNSET 0xffff0000u
 
-/* 3.1.3.25/26: doorbell offsets with stride 4 << CAP.DSTRD */
+/* SQyTDBL and CQyHDBL offsets, 4 << CAP.DSTRD bytes apart */
 static inline uint32_t anv_sq_db_off(uint16_t qid, uint32_t dstrd)
 {
 	return ANV_REG_DBS + (2u * qid) * (4u << dstrd);
@@ -202,7 +202,7 @@ static inline void anv_qpair_sq_push(struct anv_qpair *qp)
 		qp->sq_tail = 0;
 }
 
-/* 1 when the CQ head entry carries the current phase tag (a new CQE, 4.6). */
+/* 1 when the CQ head entry carries the current phase tag (a new CQE, 4.2). */
 static inline int anv_qpair_cq_ready(const struct anv_qpair *qp)
 {
 	return (__atomic_load_n(&qp->cq[qp->cq_head].status, __ATOMIC_ACQUIRE) & 1u) == qp->phase;

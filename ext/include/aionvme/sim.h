@@ -53,7 +53,24 @@ struct sim_ns {
 	int media_fd;        /* -1: anonymous memory */
 	uint8_t *uncor;      /* one bit per LBA of the smallest format */
 	uint64_t uncor_size;
+	/*
+	 * One bit per 512 bytes, as @uncor: set once written, clear while
+	 * deallocated or never written (what DULBE reports).
+	 */
+	uint8_t *written;
+	uint8_t dulbe;       /* Error Recovery feature DULBE (bit 16) of this namespace */
 };
+
+/* An I/O command that completed with an error, for the Error Information log. */
+struct sim_err {
+	uint16_t sqid;
+	uint16_t cid;
+	uint16_t status; /* the status field as posted: DNR included, phase bit clear */
+	uint32_t nsid;
+	uint64_t lba;    /* the first LBA in error, or the command's SLBA */
+};
+
+#define SIM_ERRLOG_MAX 64u
 
 enum sim_fault_action {
 	SIM_FAULT_STATUS = 1, /* complete with @status */
@@ -96,6 +113,7 @@ struct sim_journal_rec {
 	uint64_t off;   /* byte offset in media */
 	uint32_t len;
 	uint8_t *old;   /* previous contents, in the journal slab */
+	uint8_t *old_written; /* and their written bits (one per 512 bytes), after them */
 };
 
 struct sim_ctrl {
@@ -111,7 +129,7 @@ struct sim_ctrl {
 	uint8_t msix_enabled;
 	uint8_t msix_fmask;
 	uint64_t irq_count[ANV_MSIX_MAX_VECTORS];
-	/* 5.27.1.9 Interrupt Coalescing and 5.27.1.10 Interrupt Vector Configuration */
+	/* 5.27.1.6 Interrupt Coalescing and 5.27.1.7 Interrupt Vector Configuration */
 	uint8_t coal_thr;                        /* aggregation threshold, 0's based */
 	uint8_t coal_time;                       /* aggregation time, 100 us units */
 	uint8_t coal_disable[ANV_MSIX_MAX_VECTORS]; /* CD per vector */
@@ -127,7 +145,7 @@ struct sim_ctrl {
 	struct sim_delayed *delayed;
 	uint32_t ndelayed;
 
-	/* 5.8 Doorbell Buffer Config: shadow doorbells and EventIdx in host memory */
+	/* 5.11 Doorbell Buffer Config: shadow doorbells and EventIdx in host memory */
 	uint8_t dbbuf_enabled;
 	uint64_t dbbuf_dbs;
 	uint64_t dbbuf_eis;
@@ -155,6 +173,10 @@ struct sim_ctrl {
 	/* events for the control plane (asynchronous event requests) */
 	uint32_t evt_invalid_db;     /* writes to a doorbell of a queue that does not exist */
 	uint32_t evt_invalid_db_val; /* doorbell values out of range */
+
+	/* I/O errors for the Error Information log: a ring, newest at (nerr - 1) % max */
+	struct sim_err errlog[SIM_ERRLOG_MAX];
+	uint64_t nerr; /* I/O errors since init, each one logged or overwritten */
 };
 
 int sim_ctrl_init(struct sim_ctrl *c, uint8_t *bar, uint8_t *arena, uint64_t arena_size);
@@ -174,6 +196,8 @@ int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t
 		  int hugepages);
 void sim_ns_detach(struct sim_ctrl *c, uint32_t nsid);
 int sim_ns_format(struct sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int erase);
+/* Fill the whole media of @nsid with the 32-bit @pattern (little endian); it counts as written. */
+int sim_ns_fill(struct sim_ctrl *c, uint32_t nsid, uint32_t pattern);
 
 /**
  * sim_process_io() - run every IO SQ until empty or @budget commands

@@ -211,7 +211,7 @@ void anv_verify_close(struct anv_verify *v);
 /**
  * anv_verify_reset() - every LBA unknown again, and the memory given back
  *
- * For Format NVM (NVMe Base 2.0, 5.23) and Sanitize (5.26), after which
+ * For Format NVM (NVMe Base 2.0, 5.14) and Sanitize (5.24), after which
  * the host may not assume what user data reads back.  The busy[] counters
  * of commands in flight (here or in a worker) are kept.
  *

@@ -25,7 +25,7 @@ static inline uint32_t *shadow(struct sim_ctrl *c, uint64_t base, uint16_t qid, 
 }
 
 /*
- * 5.8: once a Doorbell Buffer Config command succeeded, an I/O queue's
+ * 5.11: once a Doorbell Buffer Config command succeeded, an I/O queue's
  * doorbell values are read from the Shadow Doorbell buffer in host memory.
  */
 static inline uint32_t sq_db(struct sim_ctrl *c, uint16_t qid)
@@ -149,7 +149,7 @@ void sim_cq_create(struct sim_ctrl *c, uint16_t qid, uint64_t iova, uint32_t siz
 		*shadow(c, c->dbbuf_dbs, qid, 1) = 0;
 		*shadow(c, c->dbbuf_eis, qid, 1) = 0;
 	}
-	/* Doorbells of a new queue start at 0 (3.1.3.25). */
+	/* Doorbells of a new queue start at 0. */
 	__atomic_store_n((uint32_t *)(c->bar + ANV_REG_DBS + (2u * qid + 1u) * (4u << c->dstrd)), 0,
 			 __ATOMIC_RELEASE);
 }
@@ -265,9 +265,9 @@ static uint64_t mono_ns(void)
 }
 
 /*
- * 5.27.1.9: an I/O CQ's interrupt may wait until THR + 1 entries are posted,
+ * 5.27.1.6: an I/O CQ's interrupt may wait until THR + 1 entries are posted,
  * for at most TIME * 100 us; never on the admin CQ, nor on a vector with
- * Coalescing Disable set (5.27.1.10).  TIME 0 allows no wait at all.
+ * Coalescing Disable set (5.27.1.7).  TIME 0 allows no wait at all.
  */
 static inline int coalesced(const struct sim_ctrl *c, uint16_t qid, const struct sim_cq *cq)
 {
@@ -352,7 +352,7 @@ static int post_cqe(struct sim_ctrl *c, uint16_t cqid, struct anv_cqe *e)
 	slot->sqhd = e->sqhd;
 	slot->sqid = e->sqid;
 	slot->cid = e->cid;
-	/* Release: the entry is complete before its phase tag flips (4.6). */
+	/* Release: the entry is complete before its phase tag flips (4.2). */
 	__atomic_store_n(&slot->status, (uint16_t)((e->status & ~1u) | cq->phase), __ATOMIC_RELEASE);
 	if (++cq->tail == cq->size) {
 		cq->tail = 0;
@@ -438,7 +438,7 @@ int sim_tick(struct sim_ctrl *c, uint64_t now_ns, uint64_t *next_due_ns)
 /*
  * Take the next SQE of @qid if the doorbell says there is one and the CQ has
  * room for its completion.  An out of range tail is an invalid doorbell
- * write value (5.27.1.2, asynchronous event) and is ignored.
+ * write value (5.2, asynchronous event) and is ignored.
  */
 int __sim_sq_fetch(struct sim_ctrl *c, uint16_t qid, struct anv_sqe *sqe)
 {

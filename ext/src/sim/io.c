@@ -29,6 +29,58 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Bitmaps with one bit per 512-byte unit of the media (uncorrectable, written). */
+static void bits_set(uint8_t *map, uint64_t off, uint64_t len, int set)
+{
+	for (uint64_t u = off >> UNIT_SHIFT; u < (off + len) >> UNIT_SHIFT; u++) {
+		if (!(u & 7) && u + 8 <= (off + len) >> UNIT_SHIFT) {
+			map[u >> 3] = set ? 0xffu : 0; /* a whole byte at once */
+			u += 7;
+		} else if (set) {
+			map[u >> 3] |= (uint8_t)(1u << (u & 7));
+		} else if (map[u >> 3]) {
+			map[u >> 3] &= (uint8_t)~(1u << (u & 7));
+		}
+	}
+}
+
+/* Byte offset of the first unit of [off, off+len) whose bit is @want, or UINT64_MAX. */
+static uint64_t bits_first(const uint8_t *map, uint64_t off, uint64_t len, int want)
+{
+	uint8_t skip = want ? 0 : 0xffu; /* a byte with no unit of interest */
+
+	for (uint64_t u = off >> UNIT_SHIFT; u < (off + len) >> UNIT_SHIFT; u++) {
+		if (!(u & 7) && map[u >> 3] == skip && u + 8 <= (off + len) >> UNIT_SHIFT) {
+			u += 7;
+			continue;
+		}
+		if (!!(map[u >> 3] & (1u << (u & 7))) == want)
+			return u << UNIT_SHIFT;
+	}
+	return UINT64_MAX;
+}
+
+/* A file-backed namespace: what the file holds was written, its holes were not. */
+static void mark_file_data(struct sim_ns *ns, int fd, uint64_t capacity)
+{
+	off_t pos = 0, data, hole;
+
+	while ((uint64_t)pos < capacity) {
+		data = lseek(fd, pos, SEEK_DATA);
+		if (data < 0)
+			break; /* no data after pos (ENXIO) */
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > capacity)
+			hole = (off_t)capacity;
+		data &= ~(off_t)((1u << UNIT_SHIFT) - 1);
+		bits_set(ns->written, (uint64_t)data,
+			 ((uint64_t)hole + (1u << UNIT_SHIFT) - 1 - (uint64_t)data) &
+				 ~(uint64_t)((1u << UNIT_SHIFT) - 1),
+			 1);
+		pos = hole;
+	}
+}
+
 int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t lba_shift, int fd,
 		  int hugepages)
 {
@@ -76,6 +128,18 @@ int sim_ns_attach(struct sim_ctrl *c, uint32_t nsid, uint64_t capacity, uint32_t
 		ns->uncor = NULL;
 		return -1;
 	}
+	ns->written = mmap(NULL, ns->uncor_size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ns->written == MAP_FAILED) {
+		munmap(ns->media, capacity);
+		munmap(ns->uncor, ns->uncor_size);
+		ns->media = NULL;
+		ns->uncor = NULL;
+		ns->written = NULL;
+		return -1;
+	}
+	if (fd >= 0)
+		mark_file_data(ns, fd, capacity);
 	ns->media_fd = fd;
 	ns->media_size = capacity;
 	ns->lba_shift = lba_shift;
@@ -95,6 +159,8 @@ void sim_ns_detach(struct sim_ctrl *c, uint32_t nsid)
 		munmap(ns->media, ns->media_size);
 	if (ns->uncor)
 		munmap(ns->uncor, ns->uncor_size);
+	if (ns->written)
+		munmap(ns->written, ns->uncor_size);
 	if (ns->media_fd >= 0)
 		close(ns->media_fd);
 	memset(ns, 0, sizeof(*ns));
@@ -121,25 +187,12 @@ static void media_zero(struct sim_ns *ns, uint64_t off, uint64_t len)
 
 static void uncor_set(struct sim_ns *ns, uint64_t off, uint64_t len, int set)
 {
-	for (uint64_t u = off >> UNIT_SHIFT; u < (off + len) >> UNIT_SHIFT; u++) {
-		if (set)
-			ns->uncor[u >> 3] |= (uint8_t)(1u << (u & 7));
-		else if (ns->uncor[u >> 3])
-			ns->uncor[u >> 3] &= (uint8_t)~(1u << (u & 7));
-	}
+	bits_set(ns->uncor, off, len, set);
 }
 
 static int uncor_any(struct sim_ns *ns, uint64_t off, uint64_t len)
 {
-	for (uint64_t u = off >> UNIT_SHIFT; u < (off + len) >> UNIT_SHIFT; u++) {
-		if (!(u & 7) && !ns->uncor[u >> 3] && u + 8 <= (off + len) >> UNIT_SHIFT) {
-			u += 7;
-			continue;
-		}
-		if (ns->uncor[u >> 3] & (1u << (u & 7)))
-			return 1;
-	}
-	return 0;
+	return bits_first(ns->uncor, off, len, 1) != UINT64_MAX;
 }
 
 int sim_ns_format(struct sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int erase)
@@ -156,12 +209,37 @@ int sim_ns_format(struct sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int era
 		if (c->journal[i].nsid == nsid)
 			c->journal[i].nsid = 0;
 	}
-	if (erase)
+	if (erase) {
 		media_zero(ns, 0, ns->media_size);
-	memset(ns->uncor, 0, 0); /* keep the mapping; drop its pages */
+		madvise(ns->written, ns->uncor_size, MADV_DONTNEED); /* all unwritten */
+	}
+	/* keep the mappings; drop their pages */
 	madvise(ns->uncor, ns->uncor_size, MADV_DONTNEED);
 	ns->lba_shift = lba_shift;
 	ns->nlba = ns->media_size >> lba_shift;
+	return 0;
+}
+
+int sim_ns_fill(struct sim_ctrl *c, uint32_t nsid, uint32_t pattern)
+{
+	struct sim_ns *ns;
+	uint64_t done;
+
+	if (nsid == 0 || nsid > SIM_MAX_NS || !c->ns[nsid].valid) {
+		errno = EINVAL;
+		return -1;
+	}
+	ns = &c->ns[nsid];
+	for (uint32_t i = 0; i < c->njournal; i++) {
+		if (c->journal[i].nsid == nsid)
+			c->journal[i].nsid = 0;
+	}
+	memcpy(ns->media, &pattern, 4); /* x86: little endian, as the host reads it */
+	for (done = 4; done < ns->media_size; done *= 2)
+		memcpy(ns->media + done, ns->media,
+		       done < ns->media_size - done ? done : ns->media_size - done);
+	madvise(ns->uncor, ns->uncor_size, MADV_DONTNEED);
+	memset(ns->written, 0xff, ns->uncor_size);
 	return 0;
 }
 
@@ -174,18 +252,27 @@ int sim_ns_format(struct sim_ctrl *c, uint32_t nsid, uint32_t lba_shift, int era
 static void journal_add(struct sim_ctrl *c, uint32_t nsid, uint64_t off, uint64_t len)
 {
 	struct sim_journal_rec *r;
+	uint64_t units = len >> UNIT_SHIFT, need = len + (units + 7) / 8;
 
-	if (len > SIM_JOURNAL_BYTES)
+	if (need > SIM_JOURNAL_BYTES)
 		return; /* never: MDTS and the write zeroes limit keep writes far smaller */
-	if (c->njournal == SIM_JOURNAL_MAX || len > SIM_JOURNAL_BYTES - c->journal_used)
+	if (c->njournal == SIM_JOURNAL_MAX || need > SIM_JOURNAL_BYTES - c->journal_used)
 		sim_flush(c); /* the cache is full: it destages */
 	r = &c->journal[c->njournal];
 	r->old = c->journal_slab + c->journal_used;
 	memcpy(r->old, c->ns[nsid].media + off, len);
+	r->old_written = r->old + len;
+	memset(r->old_written, 0, (units + 7) / 8);
+	for (uint64_t i = 0; i < units; i++) {
+		uint64_t u = (off >> UNIT_SHIFT) + i;
+
+		if (c->ns[nsid].written[u >> 3] & (1u << (u & 7)))
+			r->old_written[i >> 3] |= (uint8_t)(1u << (i & 7));
+	}
 	r->nsid = nsid;
 	r->off = off;
 	r->len = (uint32_t)len;
-	c->journal_used += len;
+	c->journal_used += need;
 	c->njournal++;
 }
 
@@ -201,8 +288,17 @@ void sim_power_loss(struct sim_ctrl *c)
 	while (c->njournal) {
 		struct sim_journal_rec *r = &c->journal[--c->njournal];
 
-		if (r->nsid && c->ns[r->nsid].valid)
-			memcpy(c->ns[r->nsid].media + r->off, r->old, r->len);
+		if (r->nsid && c->ns[r->nsid].valid) {
+			struct sim_ns *ns = &c->ns[r->nsid];
+
+			memcpy(ns->media + r->off, r->old, r->len);
+			for (uint64_t i = 0; i < r->len >> UNIT_SHIFT; i++) {
+				uint64_t u = (r->off >> UNIT_SHIFT) + i;
+				int was = !!(r->old_written[i >> 3] & (1u << (i & 7)));
+
+				bits_set(ns->written, u << UNIT_SHIFT, 1u << UNIT_SHIFT, was);
+			}
+		}
 	}
 	c->journal_used = 0;
 	sim_queues_reset(c);
@@ -281,12 +377,39 @@ static uint16_t do_dsm(struct sim_ctrl *c, struct sim_ns *ns, const struct anv_s
 		/* DLFEAT 001b: a deallocated LBA reads back as zeroes. */
 		media_zero(ns, slba << ns->lba_shift, (uint64_t)nlb << ns->lba_shift);
 		uncor_set(ns, slba << ns->lba_shift, (uint64_t)nlb << ns->lba_shift, 0);
+		bits_set(ns->written, slba << ns->lba_shift, (uint64_t)nlb << ns->lba_shift, 0);
 	}
 	return 0;
 }
 
-/* Execute one NVM command; returns the status field (without phase). */
-static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe)
+/*
+ * The Error Recovery feature's DULBE bit (NVM Command Set 1.0): with it set,
+ * reading a deallocated or never written LBA fails.  Return 1 and the first
+ * such LBA in @elba.
+ */
+static int dulbe_hit(struct sim_ns *ns, uint64_t off, uint64_t len, uint64_t *elba)
+{
+	uint64_t at;
+
+	if (!ns->dulbe)
+		return 0;
+	at = bits_first(ns->written, off, len, 0);
+	if (at == UINT64_MAX)
+		return 0;
+	*elba = at >> ns->lba_shift;
+	return 1;
+}
+
+static uint64_t first_uncor_lba(struct sim_ns *ns, uint64_t off, uint64_t len)
+{
+	return bits_first(ns->uncor, off, len, 1) >> ns->lba_shift;
+}
+
+/*
+ * Execute one NVM command; returns the status field (without phase).  @elba
+ * comes in as the command's SLBA and leaves as the LBA an error names.
+ */
+static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe, uint64_t *elba)
 {
 	struct sim_ns *ns;
 	uint64_t slba, off, len;
@@ -331,8 +454,11 @@ static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe)
 	case ANV_NVM_READ:
 		if (uncor_any(ns, off, len)) {
 			c->media_errors++;
+			*elba = first_uncor_lba(ns, off, len);
 			return st(ANV_SCT_MEDIA, ANV_SC_UNRECOVERED_READ);
 		}
+		if (dulbe_hit(ns, off, len, elba))
+			return st(ANV_SCT_MEDIA, ANV_SC_DEALLOC_OR_UNWRITTEN);
 		if (sim_dma(c, sqe, ns->media + off, len, 1, &status) < 0)
 			return status;
 		c->units_read += len >> 9;
@@ -345,12 +471,17 @@ static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe)
 		if (sim_dma(c, sqe, ns->media + off, len, 0, &status) < 0)
 			return status;
 		uncor_set(ns, off, len, 0);
+		bits_set(ns->written, off, len, 1);
 		c->units_written += len >> 9;
 		c->host_writes++;
 		return 0;
 	case ANV_NVM_COMPARE:
-		if (uncor_any(ns, off, len))
+		if (uncor_any(ns, off, len)) {
+			*elba = first_uncor_lba(ns, off, len);
 			return st(ANV_SCT_MEDIA, ANV_SC_UNRECOVERED_READ);
+		}
+		if (dulbe_hit(ns, off, len, elba))
+			return st(ANV_SCT_MEDIA, ANV_SC_DEALLOC_OR_UNWRITTEN);
 		if (len > c->scratch_size)
 			return st(ANV_SCT_GENERIC, ANV_SC_INVALID_FIELD);
 		if (sim_dma(c, sqe, c->scratch, len, 0, &status) < 0)
@@ -360,20 +491,56 @@ static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe)
 			return st(ANV_SCT_MEDIA, ANV_SC_COMPARE_FAILURE);
 		return 0;
 	case ANV_NVM_VERIFY:
-		if (uncor_any(ns, off, len))
+		if (uncor_any(ns, off, len)) {
+			*elba = first_uncor_lba(ns, off, len);
 			return st(ANV_SCT_MEDIA, ANV_SC_UNRECOVERED_READ);
+		}
+		if (dulbe_hit(ns, off, len, elba))
+			return st(ANV_SCT_MEDIA, ANV_SC_DEALLOC_OR_UNWRITTEN);
 		return 0;
 	case ANV_NVM_WRITE_ZEROES:
 		if (c->vwc_enabled && !(sqe->cdw12 & (1u << 30)) && len <= (1u << 20))
 			journal_add(c, sqe->nsid, off, len);
 		media_zero(ns, off, len);
 		uncor_set(ns, off, len, 0);
+		/* DLFEAT bit 3: Deallocate (DEAC, cdw12 bit 25) deallocates, else they are written. */
+		bits_set(ns->written, off, len, !(sqe->cdw12 & (1u << 25)));
 		return 0;
 	case ANV_NVM_WRITE_UNCOR:
 		uncor_set(ns, off, len, 1);
+		bits_set(ns->written, off, len, 1);
 		return 0;
 	}
 	return st(ANV_SCT_GENERIC, ANV_SC_INVALID_OPCODE);
+}
+
+/* Opcodes whose cdw10/cdw11 are an SLBA (the others have no LBA to log). */
+static int has_slba(uint8_t opcode)
+{
+	switch (opcode) {
+	case ANV_NVM_READ:
+	case ANV_NVM_WRITE:
+	case ANV_NVM_COMPARE:
+	case ANV_NVM_VERIFY:
+	case ANV_NVM_WRITE_ZEROES:
+	case ANV_NVM_WRITE_UNCOR:
+		return 1;
+	}
+	return 0;
+}
+
+/* An I/O command error for the Error Information log (the control plane takes them). */
+static void log_error(struct sim_ctrl *c, uint16_t q, const struct anv_sqe *sqe, uint16_t status,
+		      uint64_t elba)
+{
+	struct sim_err *e = &c->errlog[c->nerr % SIM_ERRLOG_MAX];
+
+	e->sqid = q;
+	e->cid = sqe->cid;
+	e->status = status;
+	e->nsid = sqe->nsid;
+	e->lba = has_slba(sqe->opcode) ? elba : 0;
+	c->nerr++;
 }
 
 /* Fetch and execute one command of SQ @q; 0 when it had none to give. */
@@ -383,10 +550,12 @@ static inline __attribute__((always_inline)) int run_one(struct sim_ctrl *c, uin
 	struct anv_sqe sqe;
 	uint16_t status;
 	uint32_t delay = 0;
+	uint64_t elba;
 	int f;
 
 	if (!c->sq[q].valid || !__sim_sq_fetch(c, q, &sqe))
 		return 0;
+	elba = sqe.cdw10 | ((uint64_t)sqe.cdw11 << 32);
 	f = sim_fault_match(c, q, &sqe);
 	if (f >= 0 && c->faults[f].action == SIM_FAULT_DROP)
 		return 1;
@@ -399,8 +568,8 @@ static inline __attribute__((always_inline)) int run_one(struct sim_ctrl *c, uin
 	} else if (f >= 0 && c->faults[f].action == SIM_FAULT_STATUS) {
 		status = c->faults[f].status; /* a whole status field, DNR included */
 	} else {
-		status = exec_io(c, &sqe);
-		/* 4.6.1: DNR is set when a retry would fail the same way. */
+		status = exec_io(c, &sqe, &elba);
+		/* 4.2.3: DNR is set when a retry would fail the same way. */
 		if (status)
 			status |= (uint16_t)(1u << 15);
 		if (f >= 0 && c->faults[f].action == SIM_FAULT_DELAY) {
@@ -409,6 +578,8 @@ static inline __attribute__((always_inline)) int run_one(struct sim_ctrl *c, uin
 				*now = now_ns();
 		}
 	}
+	if (status)
+		log_error(c, q, &sqe, status, elba);
 	if (f >= 0 && c->faults[f].action == SIM_FAULT_BAD_CID)
 		sqe.cid ^= 0x8000u; /* a misbehaving controller: the host must cope */
 	__sim_complete(c, q, sqe.cid, status, 0, delay, *now);

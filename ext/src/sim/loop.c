@@ -33,7 +33,7 @@ int sim_admin_pending(struct sim_ctrl *c)
 	if (!c->sq[0].valid || !c->cq[0].valid || c->hung)
 		return 0;
 	tail = __atomic_load_n((uint32_t *)(c->bar + ANV_REG_DBS), __ATOMIC_ACQUIRE);
-	/* An out-of-range tail wakes the control plane once, for its event (5.27.1.2). */
+	/* An out-of-range tail wakes the control plane once, for its event (5.2). */
 	if (tail >= c->sq[0].size)
 		return tail != c->sq_db_seen[0];
 	if (tail == c->sq[0].head)

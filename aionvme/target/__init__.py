@@ -1,0 +1,4 @@
+"""``aionvme serve``: the simulated SSD exported as an NVMe/TCP target."""
+from aionvme.target.server import Target
+
+__all__ = ("Target",)
