@@ -44,6 +44,12 @@ SUITES: dict[str, tuple[dict, list[str]]] = {
     # the conformance suites and the API tests on QEMU's controller through vfio-pci
     "vfio-conformance": ({"vfio": 1, "env": VFIO_ENV, "timeout": 3000},
                          PYTEST + ["--pciaddr", VFIO_ADDR, *CONFORMANCE, "tests/test_api.py"]),
+    # the kernel transport on nvme.ko: aionvme list/setup/reset first (mkfs + mount on
+    # the first controller's namespace is refused, the second goes to vfio-pci and
+    # back), then the passthrough subset with an ioworker and verify on the first
+    "kernel": ({"kernel": 2, "modules": ["vfio-pci", "ext4"], "timeout": 900},
+               PYTEST + ["--pciaddr", "/dev/nvme0", "tests/test_pci_bind_guest.py",
+                         "tests/test_kernel_passthru.py"]),
 }
 
 
