@@ -10,7 +10,8 @@ from setuptools.command.build_ext import build_ext
 DEBUG = os.environ.get("AIONVME_DEBUG", "0") == "1"
 
 sources = ["ext/aionvme/_core.pyx"] + sorted(
-    glob.glob("ext/src/*.c") + glob.glob("ext/src/dev/*.c") + glob.glob("ext/src/sim/*.c"))
+    glob.glob("ext/src/*.c") + glob.glob("ext/src/dev/*.c") + glob.glob("ext/src/sim/*.c")
+    + glob.glob("ext/src/kernel/*.c"))
 
 cflags = ["-O0" if DEBUG else "-O2", "-g", "-Wall", "-Wno-unused-function", "-std=gnu11"]
 

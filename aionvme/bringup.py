@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from aionvme import _core
+from aionvme import capabilities as caps
 from aionvme.admin import AdminCommands
 from aionvme.exceptions import ControllerFatal, ControllerNotReady, DeviceError, InterfaceError
 from aionvme.exceptions import QueueDeletedError
@@ -67,6 +68,8 @@ class Bringup(AdminCommands):
     async def _enable(self) -> None:
         t = self._transport
         await t.start(self._admin_depth)
+        if caps.REGISTERS not in t.capabilities:
+            return await self._attach_running()
         self.vectors = t.prepare(self._loop)
         self.cap = t.reg_read(REG_CAP, 8)
         self.dstrd = (self.cap >> 32) & 0xF
@@ -82,19 +85,9 @@ class Bringup(AdminCommands):
             raise InterfaceError("the controller does not offer weighted round robin (CAP.AMS bit 17)")
         t.reg_write(REG_CC, 4, CC_EN | CC_IOSQES_IOCQES | (self._ams << 11))
         await self._wait_csts(True, "enabling the controller")
-        idbuf = _core.Buffer(4096, "identify controller")
-        await self.identify(idbuf, 0, 1)
-        self._id_ctrl = bytes(idbuf[0:4096])
-        lpa = self._id_ctrl[261]
-        self._effects = b""
-        if lpa & LPA_EFFECTS:
-            cse = _core.Buffer(4096, "commands supported and effects")
-            cpl = await self.getlogpage(0x05, cse, 4096, check=False)
-            if cpl.ok:
-                self._effects = bytes(cse[0:4096])
+        await self._identify()
         await self._doorbell_buffers()
-        cpl = await self.getfeatures(0x07, check=False)  # Number of Queues
-        self.max_io_queues = min(cpl.cdw0 & 0xFFFF, cpl.cdw0 >> 16) + 1 if cpl.ok else 1
+        await self._number_of_queues()
         for qp in list(self._io_qpairs.values()):
             await qp._recreate()
         await self._configure_events()
@@ -113,6 +106,37 @@ class Bringup(AdminCommands):
             self.aec = aec if cpl.ok else 0
         else:
             self.aec = 0
+
+    async def _attach_running(self) -> None:
+        """A controller another driver brought up and keeps (the kernel transport):
+        no registers to program; read what the PCIe path reads through its admin
+        queue.  AERs stay with that driver unless the transport offers them."""
+        t = self._transport
+        self.vectors = t.prepare(self._loop)
+        self.cap = self.dstrd = 0
+        if self._aq is None:
+            self._aq = t.admin_queue(self._admin_depth, 0)
+        await self._identify()
+        await self._number_of_queues()
+        self.aec = 0  # Asynchronous Event Configuration stays the kernel's
+        if self._want_aer and caps.AER in t.capabilities:
+            self._send_aer()
+
+    async def _identify(self) -> None:
+        """Identify Controller, and the Commands Supported and Effects log where LPA offers it."""
+        idbuf = _core.Buffer(4096, "identify controller")
+        await self.identify(idbuf, 0, 1)
+        self._id_ctrl = bytes(idbuf[0:4096])
+        self._effects = b""
+        if self._id_ctrl[261] & LPA_EFFECTS:
+            cse = _core.Buffer(4096, "commands supported and effects")
+            cpl = await self.getlogpage(0x05, cse, 4096, check=False)
+            if cpl.ok:
+                self._effects = bytes(cse[0:4096])
+
+    async def _number_of_queues(self) -> None:
+        cpl = await self.getfeatures(0x07, check=False)  # Number of Queues
+        self.max_io_queues = min(cpl.cdw0 & 0xFFFF, cpl.cdw0 >> 16) + 1 if cpl.ok else 1
 
     async def _doorbell_buffers(self) -> None:
         """Doorbell Buffer Config (5.11) when OACS bit 8 offers it: I/O queue doorbells

@@ -22,13 +22,15 @@ D3HOT = "d3hot"                      # PCI power management D3hot -> D0
 POWER_CYCLE = "power_cycle"          # power off and on by software
 FAULT_INJECTION = "fault_injection"  # the simulator's nvme0.sim control plane
 IOWORKER = "ioworker"                # native ioworkers in worker processes
+AER = "aer"                          # Asynchronous Event Requests sent by the host
+FUSED = "fused"                      # fused operations (SQE FUSE bits)
 
 ALL = frozenset({CONFIG_SPACE, REGISTERS, MSIX, RAW_QUEUES, PRP, DOORBELL_BUFFER, FLR, NSSR,
-                 D3HOT, POWER_CYCLE, FAULT_INJECTION, IOWORKER})
+                 D3HOT, POWER_CYCLE, FAULT_INJECTION, IOWORKER, AER, FUSED})
 
 # A PCIe function reached through memory queues: what every PCIe backend offers.
 PCIE = frozenset({CONFIG_SPACE, REGISTERS, MSIX, RAW_QUEUES, PRP, DOORBELL_BUFFER, FLR, D3HOT,
-                  IOWORKER})
+                  IOWORKER, AER, FUSED})
 
 
 def require(have: frozenset[str], capability: str, who: str, what: str = "") -> None:

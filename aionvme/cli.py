@@ -1,6 +1,8 @@
 """The ``aionvme`` command: ``aionvme info [ADDRESS]`` prints what a device
 identifies itself as and its health; ``aionvme perf [ADDRESS] ...`` runs
-ioworkers against it (see aionvme.perf)."""
+ioworkers against it (see aionvme.perf); ``aionvme list``, ``aionvme setup
+[ADDR ...]`` and ``aionvme reset [ADDR ...]`` show NVMe controllers and bind them
+to vfio-pci and back (see aionvme.pci_bind)."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +30,24 @@ async def _info(address: str) -> None:
         print(f"power cycles {smart.data(127, 112)}")
 
 
+def _bind(args: argparse.Namespace) -> int:
+    from aionvme import pci_bind
+    system = pci_bind.System()
+    if args.command == "list":
+        print(pci_bind.table(system.controllers()))
+        if not system.iommu_on():
+            print(f"note: {pci_bind.IOMMU_HOWTO}")
+        return 0
+    addrs = args.addresses or None
+    if args.command == "setup":
+        done = pci_bind.setup(system, addrs, force=args.force)
+    else:
+        done = pci_bind.reset(system, addrs)
+    for line in done:
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="aionvme", description="Test NVMe SSDs from asyncio Python.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -35,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("address", nargs="?", default="sim", help="device address (default: sim)")
     from aionvme import perf
     perf.add_arguments(sub.add_parser("perf", help="run ioworkers and report IOPS and latency"))
+    sub.add_parser("list", help="every NVMe controller: address, driver, IOMMU group, in use")
+    st = sub.add_parser("setup", help="bind controllers to vfio-pci (refuses ones in use)")
+    st.add_argument("addresses", nargs="*", metavar="ADDR", help="PCI addresses (default: all free)")
+    st.add_argument("--force", action="store_true",
+                    help="bind even if a namespace is in use (never the root filesystem's)")
+    rs = sub.add_parser("reset", help="give controllers back to the nvme driver")
+    rs.add_argument("addresses", nargs="*", metavar="ADDR", help="PCI addresses (default: all on vfio-pci)")
     from aionvme.target import cli as serve
     serve.add_arguments(sub.add_parser("serve", help="export a controller as an NVMe/TCP target"))
     args = p.parse_args(argv)
@@ -43,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_info(args.address))
         elif args.command == "perf":
             return perf.main(args)
+        elif args.command in ("list", "setup", "reset"):
+            return _bind(args)
         elif args.command == "serve":
             return serve.main(args)
     except aionvme.NvmeError as e:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime
+import os
 import struct
 from typing import NamedTuple
 
 from aionvme.spec.names import command_name, status_name
 
-TIMEOUT, DROPPED = 1, 2
+TIMEOUT, DROPPED, KERNEL_ERR = 1, 2, 4
 
 
 class CmdlogEntry(NamedTuple):
@@ -18,6 +19,7 @@ class CmdlogEntry(NamedTuple):
     submit_ns: int
     complete_ns: int
     flags: int
+    err: int = 0  # KERNEL_ERR: the errno the kernel failed the command with (no NVMe status)
 
     @property
     def opcode(self) -> int:
@@ -64,6 +66,9 @@ class CmdlogEntry(NamedTuple):
         if not self.completed:
             state = "TIMED OUT" if self.flags & TIMEOUT else "DROPPED" if self.flags & DROPPED else "OUTSTANDING"
             return f"{cmd}\n    -> {state}"
+        if self.flags & KERNEL_ERR:
+            return (f"{cmd}\n    -> KERNEL ERROR {os.strerror(self.err)} (errno {self.err}) "
+                    f"latency:{self.latency_us:.1f}us")
         sqhd, sqid, cid, st = struct.unpack_from("<HHHH", self.cqe, 8)
         sct, sc = (st >> 9) & 7, (st >> 1) & 0xFF
         return (f"{cmd}\n    -> {status_name(sct, sc).upper()} ({sct:02x}/{sc:02x}) sqid:{sqid} "

@@ -5,6 +5,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Callable
 
 from aionvme import _core, checks
+from aionvme import capabilities as caps
 from aionvme.exceptions import InterfaceError
 from aionvme.settings import SETTINGS
 from aionvme.spec.fields import field
@@ -273,6 +274,9 @@ class Namespace:
             ...                            qdepth=16, read_percentage=100, time=10)
             >>> print(r.io_count_read, r.mseconds, r.latency_percentiles_us[99.0])
         """
+        t = self.nvme._transport
+        if t is not None:
+            caps.require(t.capabilities, caps.IOWORKER, t.backend_name, "ioworker")
         from aionvme.workers import IOWorker, check_args
         return IOWorker(self, check_args(self, *args, **kwargs))
 

@@ -38,15 +38,25 @@ class Qpair:
         cmdlog entries start then); ``strict=True`` raises QueueFullError instead."""
         if nvme._transport is None:
             raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
-        mqes = (nvme.cap & 0xFFFF) + 1
+        t = nvme._transport
+        mqes, limit = max_entries(nvme)
+        if caps.RAW_QUEUES not in t.capabilities:
+            if prio:
+                caps.require(t.capabilities, caps.RAW_QUEUES, t.backend_name, f"QPRIO {prio}")
+            if not reap:  # no other process can reap the transport's own queue
+                caps.require(t.capabilities, caps.RAW_QUEUES, t.backend_name, "reap=False")
         if not isinstance(depth, int) or not 2 <= depth <= mqes:
-            raise InterfaceError(f"depth {depth} is outside 2..{mqes} (CAP.MQES + 1)")
+            raise InterfaceError(f"depth {depth} is outside 2..{mqes} ({limit})")
         if not 0 <= prio <= 3:
             raise InterfaceError(f"prio {prio} is outside 0..3 (QPRIO)")
         qid = next((q for q in range(1, nvme.max_io_queues + 1) if q not in nvme._io_qpairs), None)
         if qid is None:
             raise NoFreeQueueError(f"all {nvme.max_io_queues} I/O queues the controller allocated are in use")
         nvec = nvme.vectors
+        if caps.MSIX not in t.capabilities:
+            if vector is not None:
+                caps.require(t.capabilities, caps.MSIX, t.backend_name, f"vector {vector}")
+            vector, nvec = 0, 1  # the transport's one completion channel
         if vector is None:
             vector = qid % nvec if nvec > 1 else 0
         if not 0 <= vector < nvec:
@@ -184,6 +194,16 @@ class Qpair:
 
     def __repr__(self) -> str:
         return f"<Qpair qid={self.qid} depth={self.depth} vector={self.vector}>"
+
+
+def max_entries(nvme: "Controller") -> tuple[int, str]:
+    """The most entries a queue of ``nvme`` may have, and what says so: CAP.MQES + 1
+    where the host reads CAP, else the transport's own limit (the kernel's
+    io_uring: 4096 entries)."""
+    t = nvme._transport
+    if t is None or caps.REGISTERS in t.capabilities:
+        return (nvme.cap & 0xFFFF) + 1, "CAP.MQES + 1"
+    return 4096, f"the {t.backend_name} transport's queue entries"
 
 
 def check_qpair(value: Any) -> Qpair:

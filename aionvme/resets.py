@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+from aionvme import capabilities as caps
 from aionvme import verify
 from aionvme.bringup import Bringup
 from aionvme.exceptions import ControllerNotReady, InterfaceError, QueueDeletedError
@@ -52,10 +53,15 @@ class Resets(Bringup):
         """Controller reset: CC.EN 1 -> 0 -> 1 (3.7.2).  Outstanding commands fail with
         QueueDeletedError; IO queues are created again, so Qpair objects stay usable.
         Running ioworkers are stopped first (IOWorkerStopped); their queues are not
-        created again."""
+        created again.  A transport without registers resets the controller its
+        own way (the kernel: NVME_IOCTL_RESET) and keeps its queues."""
         await self._stop_workers("controller reset")
         self._fail_outstanding("controller reset")
-        self._transport.reg_write(REG_CC, 4, 0)
+        t = self._transport
+        if caps.REGISTERS not in t.capabilities:
+            await asyncio.get_running_loop().run_in_executor(None, t.controller_reset)
+            return
+        t.reg_write(REG_CC, 4, 0)
         await self._enable()
 
     async def shutdown(self, abrupt: bool = False) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Callable
 
+from aionvme import capabilities as caps
 from aionvme.exceptions import InterfaceError
 
 if TYPE_CHECKING:
@@ -42,6 +43,11 @@ class Subsystem:
 
     async def reset(self) -> None:
         """NVM Subsystem Reset through NSSR (3.7.1); the controller is initialised again."""
+        t = self.nvme._live_transport()
+        if caps.REGISTERS not in t.capabilities:
+            # No NSSR register of ours (the kernel transport: its NVME_IOCTL_SUBSYS_RESET
+            # is KernelTransport.subsystem_reset(), outside this API).
+            caps.require(t.capabilities, caps.NSSR, t.backend_name, "NVM subsystem reset")
         if not (self.nvme.cap >> 36) & 1:
             raise InterfaceError("the controller does not support NVM subsystem reset (CAP.NSSRS = 0)")
         await self.nvme._stop_workers("NVM subsystem reset")

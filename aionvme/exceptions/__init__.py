@@ -18,6 +18,7 @@ from aionvme.exceptions._base import (
     IOWorkerStopped,
     IOWorkerTimeout,
     IOWorkerVerifyError,
+    KernelCommandError,
     NoFreeQueueError,
     NvmeEnumerateError,
     NvmeError,
@@ -31,7 +32,8 @@ from aionvme.spec.names import command_name, status_name
 __all__ = (
     "BufferFreedError", "CapabilityError", "CommandError", "CommandTimeout", "ControllerFatal",
     "ControllerNotReady", "DeviceError", "InterfaceError", "InternalError", "IOWorkerCommandError", "IOWorkerDied",
-    "IOWorkerError", "IOWorkerStopped", "IOWorkerTimeout", "IOWorkerVerifyError", "NoFreeQueueError",
+    "IOWorkerError", "IOWorkerStopped", "IOWorkerTimeout", "IOWorkerVerifyError", "KernelCommandError",
+    "NoFreeQueueError",
     "NvmeEnumerateError", "NvmeError", "QpairCreationError", "QueueDeletedError", "QueueFullError",
     "VerifyError", "command_error", "describe_completion", "command_name",
 )

@@ -65,6 +65,15 @@ class ControllerFatal(DeviceError):
     """The controller reports CSTS.CFS (Controller Fatal Status)."""
 
 
+class KernelCommandError(NvmeError, OSError):
+    """The kernel's nvme driver failed a passthrough command itself, so there is
+    no NVMe status: it refused it (EINVAL, EACCES, EPERM) or cancelled it
+    (EINTR, after a reset).  ``errno`` is the kernel's error."""
+
+    def __init__(self, message: str, err: int) -> None:
+        OSError.__init__(self, err, message)
+
+
 class CommandTimeout(NvmeError, TimeoutError):
     """A command got no completion before its deadline."""
 

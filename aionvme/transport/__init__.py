@@ -18,13 +18,16 @@ def open_transport(address: str | bytes) -> Transport:
     if is_pcie_address(address):
         from aionvme.transport.pcie import PcieTransport
         return PcieTransport(open_backend(address))
+    if address.startswith("/dev/nvme"):
+        from aionvme.transport.kernel import KernelTransport
+        return KernelTransport(address)
     from aionvme.transport.tcp.fabrics import looks_like_tcp
     if looks_like_tcp(address):
         from aionvme.transport.tcp.transport import TcpTransport
         return TcpTransport(address)
     raise NvmeEnumerateError(
         f"address {address!r} names no backend: use 'sim', 'sim:PATH.toml', 'qemu', 'qemu:OPTS', "
-        f"tcp://HOST[:PORT][/SUBNQN], or a PCI address such as '0000:01:00.0'")
+        f"tcp://HOST[:PORT][/SUBNQN], a PCI address such as '0000:01:00.0' or '/dev/nvmeN'")
 
 
 def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
@@ -42,4 +45,7 @@ def capabilities_of(address: str | bytes) -> tuple[str, frozenset[str]] | None:
     if looks_like_tcp(address):
         from aionvme.transport.tcp.transport import TcpTransport
         return "tcp", TcpTransport.capabilities
+    if address.startswith("/dev/nvme"):
+        from aionvme.transport.kernel import KernelTransport
+        return ("kernel", KernelTransport.capabilities)
     return None

@@ -10,8 +10,9 @@ never names a transport or a backend.
 - TCP (``aionvme.transport.tcp``): capsules and PDUs on one socket per queue;
   registers are Fabrics Property Get/Set; an I/O queue is a connection and its
   Fabrics Connect (no Create I/O SQ/CQ: no ``raw_queues`` capability).
-- kernel (planned): a drive left on Linux's nvme driver; admin commands by
-  ioctl, I/O by io_uring passthrough, completions on the ring's eventfd.
+- kernel (``aionvme.transport.kernel``): a drive left on Linux's nvme driver;
+  admin commands by ioctl, I/O by io_uring passthrough, completions on the
+  ring's eventfd.
 
 A queue, whatever the transport, is a ``CoreQpair``-like object: ``submit``
 returns a future, its poller completes it from the event loop.
@@ -49,6 +50,8 @@ class Transport(Protocol):
     def msix_pending(self, vector: int) -> bool: ...
     def irq_count(self, vector: int) -> int: ...
     def doorbell_fds(self) -> Any: ...                              # IOWORKER: a worker rings itself
+    def worker_queue(self, nsid: int, depth: int) -> Any: ...       # IOWORKER without RAW_QUEUES:
+                                                                    # what a worker makes its queue of
     def stop_pollers(self) -> None: ...
 
     # life

@@ -193,6 +193,10 @@ class PcieTransport:
         """What a worker process needs to ring this device's doorbells itself."""
         return self.device.doorbell_fds()
 
+    def worker_queue(self, nsid: int, depth: int) -> Any:
+        """Never called: a PCIe worker attaches to a Qpair the parent created (raw_queues)."""
+        raise InterfaceError("a PCIe ioworker uses a Qpair of the parent, not worker_queue()")
+
     # -- life ----------------------------------------------------------------------
     def death(self) -> str | None:
         return self.backend.death()

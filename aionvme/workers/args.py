@@ -261,8 +261,10 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
         raise InterfaceError("the controller is not open: await aionvme.Controller(...) first")
     if not ns.nsze:
         raise InterfaceError("the namespace is not open: await aionvme.Namespace(nvme0, nsid) first")
-    mqes = nvme.cap & 0xFFFF  # CAP.MQES is 0's based: the queue has MQES + 1 entries
-    qdepth = _int("qdepth", qdepth, 1, mqes, " (CAP.MQES: the queue needs qdepth + 1 entries)")
+    from aionvme.qpair import max_entries
+    entries, what = max_entries(nvme)  # CAP.MQES is 0's based: the queue has MQES + 1 entries
+    qdepth = _int("qdepth", qdepth, 1, entries - 1,
+                  f" ({what}: the queue needs qdepth + 1 entries)")
     max_io = min(nvme.mdts // ns.lba_size, 0x10000)
     why = f" (MDTS {nvme.mdts} bytes / LBA size {ns.lba_size})"
     sequence = None

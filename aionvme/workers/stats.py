@@ -194,7 +194,7 @@ def result(stats: Any, percentiles: tuple[float, ...], time_s: float = 0) -> IOW
     if raw["first_error"] is not None:
         fe = raw["first_error"]
         first = {"completion": Completion.from_bytes(fe["cqe"]), "lba": fe["lba"],
-                 "opcode": fe["opcode"], "kind": fe["kind"]}
+                 "opcode": fe["opcode"], "kind": fe["kind"], "errno": fe.get("errno", 0)}
         if "mismatch" in fe:
             first["mismatch"] = fe["mismatch"]
     return IOWorkerResult(

@@ -12,10 +12,11 @@ import sys
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from aionvme import _core
+from aionvme import capabilities as caps
 from aionvme.cmdlog import Cmdlog, entries
 from aionvme.exceptions import (InterfaceError, IOWorkerCommandError, IOWorkerDied,
                                 IOWorkerError, IOWorkerStopped, IOWorkerTimeout,
-                                IOWorkerVerifyError, command_error)
+                                IOWorkerVerifyError, command_error, command_name)
 from aionvme.settings import SETTINGS
 from aionvme.workers.args import IOWorkerArgs
 from aionvme.workers.registry import STOP_GRACE_S
@@ -123,12 +124,27 @@ class IOWorker:
         nvme = ns.nvme
         if nvme.closed:
             raise InterfaceError("the controller was closed")
-        doorbells, bar_fd, db_fd = nvme._live_transport().doorbell_fds()
+        t = nvme._live_transport()
         arena = _core.arena()
-        # A polled queue (5.4: IEN 0) the worker reaps itself; qdepth commands fit in qdepth + 1.
-        qp = Qpair(nvme, a.qdepth + 1, a.qprio, ien=False, reap=False)
-        await qp
-        self._qpair = qp
+        if caps.RAW_QUEUES in t.capabilities:
+            doorbells, bar_fd, db_fd = t.doorbell_fds()
+            # A polled queue (5.4: IEN 0) the worker reaps itself; qdepth commands fit in qdepth + 1.
+            qp = Qpair(nvme, a.qdepth + 1, a.qprio, ien=False, reap=False)
+            await qp
+            self._qpair = qp
+            queue = {"qid": qp.qid, "depth": qp.depth, "dstrd": nvme.dstrd,
+                     "sq_iova": qp._core.sq_iova, "cq_iova": qp._core.cq_iova,
+                     "prp_iova": qp._core.prp_iova,
+                     "dbs_iova": nvme._dbbuf[0].iova if nvme._dbbuf else None,
+                     "eis_iova": nvme._dbbuf[1].iova if nvme._dbbuf else None}
+            qid, link_fds = qp.qid, [bar_fd, db_fd]
+        else:
+            # The transport's own queue (the kernel's io_uring): the worker makes it.
+            if a.qprio:
+                caps.require(t.capabilities, caps.RAW_QUEUES, t.backend_name, f"qprio {a.qprio}")
+            doorbells, bar_fd, db_fd = t.name, -1, -1
+            queue = t.worker_queue(ns.nsid, a.qdepth + 1)
+            qid, link_fds = queue["qid"], []
         try:
             data = _core.Buffer(a.qdepth * a.io_size * ns.lba_size, "ioworker data")
             _fill(data, a.pattern, ns.lba_size)
@@ -140,20 +156,14 @@ class IOWorker:
                                            for t, op, lba, nlb in a.io_sequence)
             self._bufs = (data, aux, seq)
             self._log = _core.Buffer(CMDLOG_ENTRIES * CMDLOG_ENTRY.size, "ioworker cmdlog")
-            self._log_qid = qp.qid
+            self._log_qid = qid
             self.cpu = _cpu_for(nvme)
             self._stats = _core.IOWorkerStats()
             verifier = ns._current_verifier()
-            core = qp._core
-            dbbuf = nvme._dbbuf
             spec = {
                 "backend": doorbells, "parent_pid": os.getpid(), "arena_size": arena.size,
                 "fds": {"arena": arena.fd, "bar": bar_fd, "db": db_fd, "stats": self._stats.fd},
-                "queue": {"qid": qp.qid, "depth": qp.depth, "dstrd": nvme.dstrd,
-                          "sq_iova": core.sq_iova, "cq_iova": core.cq_iova,
-                          "prp_iova": core.prp_iova,
-                          "dbs_iova": dbbuf[0].iova if dbbuf else None,
-                          "eis_iova": dbbuf[1].iova if dbbuf else None},
+                "queue": queue,
                 "nsid": ns.nsid, "lba_size": ns.lba_size, "io_size": a.io_size,
                 "lba_align": a.lba_align, "lba_step": a.lba_step, "lba_random": int(a.lba_random),
                 "region_start": a.region_start, "region_end": a.region_end,
@@ -167,7 +177,7 @@ class IOWorker:
                 "nseq": len(a.io_sequence or ()), "cpu": self.cpu,
                 "log_iova": self._log.iova, "log_size": CMDLOG_ENTRIES,
             }
-            fds = [arena.fd, bar_fd, db_fd, self._stats.fd]
+            fds = [arena.fd, *link_fds, self._stats.fd]
             if verifier is not None:
                 # The parent's own table: the worker stamps, records and checks in it.
                 spec["fds"]["verify"] = verifier.table.fd
@@ -409,6 +419,11 @@ def _error_of(res: IOWorkerResult, nsid: int) -> IOWorkerError | None:
         return _core.verify_error(IOWorkerVerifyError, nsid, m,
                                   f" (ioworker read of LBA {fe['lba']})",
                                   command_lba=fe["lba"], result=res)
+    if fe["kind"] == "kernel":
+        return IOWorkerError(f"ioworker stopped: the kernel failed "
+                             f"{command_name(fe['opcode'], False)} ({fe['opcode']:02x}) at LBA "
+                             f"{fe['lba']} itself: {os.strerror(fe['errno'])} (errno {fe['errno']})",
+                             result=res)
     base = command_error(cpl, fe["opcode"], False)
     return IOWorkerCommandError(f"ioworker stopped: {base} at LBA {fe['lba']}", cpl, fe["opcode"],
                                 lba=fe["lba"], result=res)

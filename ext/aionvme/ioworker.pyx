@@ -88,9 +88,10 @@ cdef class IOWorkerStats:
         err = None
         if s.errors:
             e = &s.first_error
-            err = {"kind": ("status", "verify")[s.first_error_kind - 1] if s.first_error_kind in (1, 2) else "?",
+            err = {"kind": ("status", "verify", "kernel")[s.first_error_kind - 1]
+                           if s.first_error_kind in (1, 2, 3) else "?",
                    "opcode": s.first_error_opcode, "lba": s.first_error_lba,
-                   "cqe": (<char *>e)[:16]}
+                   "cqe": (<char *>e)[:16], "errno": s.first_error_errno}
             if s.first_error_kind == 2:
                 err["mismatch"] = _mismatch_dict(&s.verify_mismatch)
         return {
@@ -149,6 +150,9 @@ def ioworker_run(dict a, IOWorkerStats stats):
     cdef anv_arena ar
     cdef anv_dev dev
     cdef anv_qpair qp
+    cdef anv_kqueue kq
+    cdef int kfd = -1
+    cdef bint kernel = a["backend"] == "kernel"
     cdef anv_iow_cfg *cfg
     cdef anv_verify vt
     cdef anv_verify_iow vw
@@ -165,30 +169,38 @@ def ioworker_run(dict a, IOWorkerStats stats):
     ar.fd = -1
     memset(&dev, 0, sizeof(dev))
     memset(&qp, 0, sizeof(qp))
+    memset(&kq, 0, sizeof(kq))
     memset(&vw, 0, sizeof(vw))
     memset(&vt, 0, sizeof(vt))
     vt.fd = -1
     try:
         if anv_arena_map(&ar, a["fds"]["arena"], a["arena_size"]) < 0:
             raise convert_errno("mapping the DMA arena")
-        if a["backend"] == "proxy":
-            rc = anv_proxy_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"])
-        elif a["backend"] == "sim":
-            rc = anv_sim_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"])
-        elif a["backend"] == "vfio":
-            # the VFIO device fd came twice (as "bar" and "db"): one is enough
-            if a["fds"]["db"] != a["fds"]["bar"]:
-                _os_iow.close(a["fds"]["db"])
-            rc = anv_vfio_open_doorbells(&dev, a["fds"]["bar"])
-        else:
-            raise _exc.InterfaceError(
-                f"workers ring doorbells the 'sim', 'proxy' or 'vfio' way, not {a['backend']!r}")
-        if rc < 0:
-            raise convert_errno("opening the doorbells")
         q = a["queue"]
-        if anv_qpair_attach(&qp, &dev, &ar, q["qid"], q["depth"], q["dstrd"], q["sq_iova"],
-                            q["cq_iova"], q["prp_iova"]) < 0:
-            raise convert_errno(f"attaching to queue pair {q['qid']}")
+        if kernel:
+            # The kernel transport: this process's own io_uring on the namespace's
+            # generic char device (a ring serves the process that submits to it).
+            kfd = _os_iow.open(q["path"], _os_iow.O_RDWR | _os_iow.O_CLOEXEC)
+            if anv_kqueue_init(&kq, kfd, q["qid"], q["depth"], 1) < 0:
+                raise convert_errno(f"setting up the io_uring of {q['path']}")
+        else:
+            if a["backend"] == "proxy":
+                rc = anv_proxy_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"])
+            elif a["backend"] == "sim":
+                rc = anv_sim_open_doorbells(&dev, a["fds"]["bar"], a["fds"]["db"])
+            elif a["backend"] == "vfio":
+                # the VFIO device fd came twice (as "bar" and "db"): one is enough
+                if a["fds"]["db"] != a["fds"]["bar"]:
+                    _os_iow.close(a["fds"]["db"])
+                rc = anv_vfio_open_doorbells(&dev, a["fds"]["bar"])
+            else:
+                raise _exc.InterfaceError(
+                    f"workers ring doorbells the 'sim', 'proxy' or 'vfio' way, not {a['backend']!r}")
+            if rc < 0:
+                raise convert_errno("opening the doorbells")
+            if anv_qpair_attach(&qp, &dev, &ar, q["qid"], q["depth"], q["dstrd"], q["sq_iova"],
+                                q["cq_iova"], q["prp_iova"]) < 0:
+                raise convert_errno(f"attaching to queue pair {q['qid']}")
         if q.get("dbs_iova") is not None:
             anv_qpair_set_dbbuf(&qp, ar.base + <uint64_t>q["dbs_iova"],
                                 ar.base + <uint64_t>q["eis_iova"])
@@ -248,7 +260,10 @@ def ioworker_run(dict a, IOWorkerStats stats):
             cfg.on_submit = anv_verify_iow_submit
             cfg.on_complete = anv_verify_iow_complete
         with nogil:
-            rc = anv_ioworker_run(cfg, &qp, stats.st)
+            if kernel:
+                rc = anv_ioworker_run_kernel(cfg, &kq, stats.st)
+            else:
+                rc = anv_ioworker_run(cfg, &qp, stats.st)
         if rc < 0:
             raise convert_errno("running the ioworker")
         return 0
@@ -256,7 +271,12 @@ def ioworker_run(dict a, IOWorkerStats stats):
         anv_verify_iow_fini(&vw)
         if vt.fd >= 0:
             anv_verify_close(&vt)
-        anv_qpair_fini(&qp)
+        if kernel:
+            anv_kqueue_fini(&kq)
+            if kfd >= 0:
+                _os_iow.close(kfd)
+        else:
+            anv_qpair_fini(&qp)
         if dev.ops != NULL:
             dev.ops.close(&dev)
         anv_arena_close(&ar)

@@ -44,6 +44,7 @@ uint64_t anv_cmdlog_submit(struct anv_cmdlog *log, const struct anv_sqe *sqe)
 	e->submit_ns = anv_now_ns();
 	e->complete_ns = 0;
 	e->flags = 0;
+	e->err = 0;
 	return seq;
 }
 
@@ -74,4 +75,14 @@ void anv_cmdlog_flag(struct anv_cmdlog *log, uint64_t seq, uint32_t flags)
 
 	if (e)
 		e->flags |= flags;
+}
+
+void anv_cmdlog_error(struct anv_cmdlog *log, uint64_t seq, int err)
+{
+	struct anv_cmdlog_entry *e = find(log, seq);
+
+	if (e) {
+		e->flags |= ANV_LOG_KERNEL_ERR;
+		e->err = (uint32_t)err;
+	}
 }

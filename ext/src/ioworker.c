@@ -11,13 +11,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "aionvme/debug.h"
 #include "aionvme/ioworker.h"
 
 #define REAP_BATCH 64
 
 struct iow {
 	const struct anv_iow_cfg *cfg;
-	struct anv_qpair *qp;
+	struct anv_qpair *qp;  /* PCIe: the rings are ours */
+	struct anv_kqueue *kq; /* kernel transport: an io_uring of passthrough commands */
+	struct anv_sqe ksqe;   /* kq: the command being built */
+	int32_t kerr[REAP_BATCH]; /* kq: errno of each reaped completion (0: an NVMe status) */
 	struct anv_iow_stats *st;
 	uint64_t rng;
 	uint64_t lo, nslots;   /* aligned start LBAs: lo + i * lba_align, i < nslots */
@@ -85,12 +89,12 @@ static int bad_cum(const uint64_t *cum, uint32_t n, int need_total)
 	return need_total && !cum[n - 1];
 }
 
-int anv_ioworker_check(const struct anv_iow_cfg *c, const struct anv_qpair *qp)
+int anv_ioworker_check(const struct anv_iow_cfg *c, uint32_t depth)
 {
 	uint64_t first, nslots;
 
 	if (!c->io_size || c->io_size > 0x10000 || !c->lba_align || !c->lba_size ||
-	    !c->qdepth || c->qdepth > qp->depth - 1 || c->region_end <= c->region_start ||
+	    !c->qdepth || c->qdepth > depth - 1 || c->region_end <= c->region_start ||
 	    !c->data || !c->aux)
 		goto invalid;
 	first = (c->region_start + c->lba_align - 1) / c->lba_align * c->lba_align;
@@ -125,13 +129,14 @@ invalid:
 }
 
 static int iow_init(struct iow *w, const struct anv_iow_cfg *c, struct anv_qpair *qp,
-		    struct anv_iow_stats *st)
+		    struct anv_kqueue *kq, struct anv_iow_stats *st)
 {
-	uint32_t ncid = qp->depth;
+	uint32_t ncid = qp ? qp->depth : kq->depth;
 
 	memset(w, 0, sizeof(*w));
 	w->cfg = c;
 	w->qp = qp;
+	w->kq = kq;
 	w->st = st;
 	w->rng = c->seed ? c->seed : (mono_ns() ^ 0x9e3779b97f4a7c15ull);
 	if (!w->rng)
@@ -160,7 +165,7 @@ static int iow_init(struct iow *w, const struct anv_iow_cfg *c, struct anv_qpair
 	if (!w->sub_ns || !w->lba || !w->nlb || !w->op || !w->prp1 || !w->prp2 || !w->log_seq)
 		return -1;
 	/* Each CID owns one data buffer: its PRPs (and PRP list) are built once. */
-	for (uint32_t cid = 0; cid < c->qdepth; cid++) {
+	for (uint32_t cid = 0; qp && cid < c->qdepth; cid++) {
 		if (anv_qpair_build_prp(qp, (uint16_t)cid, c->data_iova + (uint64_t)cid * w->io_bytes,
 					w->io_bytes, &w->prp1[cid], &w->prp2[cid]) < 0)
 			return -1;
@@ -241,13 +246,69 @@ static inline uint64_t prp2_for(const struct iow *w, uint16_t cid, uint32_t byte
 	return w->prp2[cid];
 }
 
+/* The queue, PCIe or kernel: a CID, the SQE to fill, publishing it, the doorbell. */
+static inline int q_outstanding(const struct iow *w)
+{
+	return w->kq ? anv_kqueue_outstanding(w->kq) : anv_qpair_outstanding(w->qp);
+}
+
+static inline int q_cid_alloc(struct iow *w)
+{
+	return w->kq ? anv_kqueue_cid_alloc(w->kq) : anv_qpair_cid_alloc(w->qp);
+}
+
+static inline struct anv_sqe *q_slot(struct iow *w)
+{
+	return w->kq ? &w->ksqe : anv_qpair_sq_slot(w->qp);
+}
+
+static inline void q_push(struct iow *w, void *data, uint32_t len)
+{
+	if (!w->kq) {
+		anv_qpair_sq_push(w->qp);
+		return;
+	}
+	/* The SQ has depth entries and at most depth - 1 commands are out: never full. */
+	if (anv_kqueue_submit(w->kq, -1, &w->ksqe, data, len, 0, 0) < 0)
+		anv_dbg_check(0);
+}
+
+static inline int q_ring(struct iow *w)
+{
+	if (!w->kq)
+		return anv_qpair_ring(w->qp);
+	/* The kernel may take fewer (EAGAIN, EBUSY): the rest go with the next enter. */
+	if (anv_kqueue_flush(w->kq) < 0 && errno != EAGAIN && errno != EBUSY && errno != EINTR)
+		return -1;
+	return 0;
+}
+
+static inline int q_reap(struct iow *w, struct anv_cqe *out, int max)
+{
+	struct anv_kcpl k[REAP_BATCH];
+	int n, i, m = 0;
+
+	if (!w->kq)
+		return anv_qpair_reap(w->qp, out, max);
+	n = anv_kqueue_reap(w->kq, k, max);
+	for (i = 0; i < n; i++) {
+		if (!k[i].counted)
+			continue; /* names no CID of ours */
+		out[m] = k[i].cqe;
+		w->kerr[m++] = k[i].err;
+	}
+	return m;
+}
+
 /* Fill the SQE at the SQ tail for one command of @cid: @op on @nlb LBAs at @lba. */
 static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint64_t lba,
 			 uint32_t nlb)
 {
 	const struct anv_iow_cfg *c = w->cfg;
-	struct anv_sqe *sqe = anv_qpair_sq_slot(w->qp);
+	struct anv_sqe *sqe = q_slot(w);
 	uint32_t nlb0 = nlb - 1u; /* NLB is 0's based (NVM 3.2.6) */
+	void *data = NULL;     /* kernel: what the kernel maps for the command */
+	uint32_t len = 0;
 
 	memset(sqe, 0, sizeof(*sqe));
 	sqe->opcode = op_opcode[op];
@@ -265,6 +326,8 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint
 		memcpy(r + 4, &nlb, 4);
 		memcpy(r + 8, &lba, 8);
 		sqe->prp1 = c->aux_iova + (uint64_t)cid * 16u;
+		data = r;
+		len = 16u;
 		sqe->cdw10 = 0;       /* NR: one range */
 		sqe->cdw11 = 1u << 2; /* AD: deallocate */
 		break;
@@ -272,8 +335,15 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint
 	case ANV_IOW_WRITE:
 	case ANV_IOW_READ:
 	case ANV_IOW_COMPARE:
-		sqe->prp1 = w->prp1[cid];
-		sqe->prp2 = prp2_for(w, cid, nlb * c->lba_size);
+		if (w->kq) {
+			/* The kernel builds the PRPs; the cmdlog shows the buffer's IOVA. */
+			sqe->prp1 = c->data_iova + (uint64_t)cid * w->io_bytes;
+			data = c->data + (size_t)cid * w->io_bytes;
+			len = nlb * c->lba_size;
+		} else {
+			sqe->prp1 = w->prp1[cid];
+			sqe->prp2 = prp2_for(w, cid, nlb * c->lba_size);
+		}
 		/* fall through */
 	default: /* write zeroes, verify: no data */
 		sqe->cdw10 = (uint32_t)lba;
@@ -302,7 +372,7 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint
 		__atomic_store_n(&e->seq, seq, __ATOMIC_RELEASE);
 		w->log_seq[cid] = seq;
 	}
-	anv_qpair_sq_push(w->qp);
+	q_push(w, data, len);
 }
 
 static void first_error(struct iow *w, const struct anv_cqe *e, uint16_t cid, uint32_t kind)
@@ -320,7 +390,7 @@ static void first_error(struct iow *w, const struct anv_cqe *e, uint16_t cid, ui
 		w->reason = kind == ANV_IOW_ERR_VERIFY ? ANV_IOW_END_VERIFY : ANV_IOW_END_ERROR;
 }
 
-static inline void complete(struct iow *w, const struct anv_cqe *e, uint64_t now)
+static inline void complete(struct iow *w, const struct anv_cqe *e, int32_t kerr, uint64_t now)
 {
 	const struct anv_iow_cfg *c = w->cfg;
 	struct anv_iow_stats *st = w->st;
@@ -348,6 +418,14 @@ static inline void complete(struct iow *w, const struct anv_cqe *e, uint64_t now
 	put64(&st->lat_sum_ns, st->lat_sum_ns + lat);
 	/* Rounded up: a percentile reads "at most this many us", never less than the truth. */
 	anv_hist_record(&st->hist, (lat + 999u) / 1000u);
+	if (kerr) {
+		if (c->on_complete)
+			c->on_complete(c->verify_ctx, cid, 0, NULL);
+		if (st->errors == 0u)
+			st->first_error_errno = kerr;
+		first_error(w, e, cid, ANV_IOW_ERR_KERNEL);
+		return;
+	}
 	if (ANV_STATUS_SC(e->status) || ANV_STATUS_SCT(e->status)) {
 		if (c->on_complete)
 			c->on_complete(c->verify_ctx, cid, 0, NULL);
@@ -374,7 +452,8 @@ static void nap(uint64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_iow_stats *st)
+static int run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_kqueue *kq,
+	       struct anv_iow_stats *st)
 {
 	struct anv_cqe cqes[REAP_BATCH];
 	uint64_t start, now, last_progress, deadline;
@@ -382,9 +461,9 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 	int stopping = 0;
 	uint64_t limit = c->nseq ? c->nseq : c->io_count; /* commands to send (0: no limit) */
 
-	if (anv_ioworker_check(c, qp) < 0)
+	if (anv_ioworker_check(c, qp ? qp->depth : kq->depth) < 0)
 		return -1;
-	if (iow_init(&w, c, qp, st) < 0) {
+	if (iow_init(&w, c, qp, kq, st) < 0) {
 		int err = errno ? errno : ENOMEM;
 
 		iow_fini(&w);
@@ -403,7 +482,7 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 		uint32_t stop;
 
 		now = mono_ns();
-		n = anv_qpair_reap(qp, cqes, REAP_BATCH);
+		n = q_reap(&w, cqes, REAP_BATCH);
 		if (n < 0) {
 			if (!w.reason)
 				w.reason = ANV_IOW_END_DEVICE;
@@ -413,7 +492,7 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 			uint64_t sec = (now - start) / 1000000000u;
 
 			for (int i = 0; i < n; i++)
-				complete(&w, &cqes[i], now);
+				complete(&w, &cqes[i], kq ? w.kerr[i] : 0, now);
 			if (sec >= ANV_IOW_SECONDS)
 				sec = ANV_IOW_SECONDS - 1u;
 			put64(&st->per_second[sec], st->per_second[sec] + (uint64_t)n);
@@ -443,7 +522,7 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 		if (!stopping) {
 			int k = 0;
 
-			while (anv_qpair_outstanding(qp) < (int)c->qdepth) {
+			while (q_outstanding(&w) < (int)c->qdepth) {
 				int cid, op;
 				uint64_t lba;
 				uint32_t nlb;
@@ -454,7 +533,7 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 					break;
 				if (c->nseq && c->seq[w.submitted].time_ns > now - start)
 					break; /* the next command of the sequence is not due */
-				cid = anv_qpair_cid_alloc(qp);
+				cid = q_cid_alloc(&w);
 				if (cid < 0)
 					break;
 				if (c->nseq) {
@@ -476,14 +555,18 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 			}
 			if (k) {
 				put64(&st->submitted, w.submitted);
-				/* one SQ tail doorbell (SQyTDBL) for the batch */
-				if (anv_qpair_ring(qp) < 0) {
+				/* one SQ tail doorbell (SQyTDBL; kernel: one io_uring_enter) for the batch */
+				if (q_ring(&w) < 0) {
 					w.reason = ANV_IOW_END_DEVICE;
 					break;
 				}
 			}
 		}
-		out = anv_qpair_outstanding(qp);
+		out = q_outstanding(&w);
+		if (out && kq && !n && !anv_uring_cq_ready(&kq->ring))
+			/* Nothing came: sleep in the kernel until a CQE (1 ms at most), handing it
+			 * anything a busy kernel left pending. */
+			anv_uring_wait(&kq->ring, 1000000u);
 		if (!out) {
 			if (stopping)
 				break;
@@ -517,4 +600,19 @@ int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct a
 	__atomic_store_n(&st->state, ANV_IOW_DONE, __ATOMIC_RELEASE);
 	iow_fini(&w);
 	return 0;
+}
+
+int anv_ioworker_run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_iow_stats *st)
+{
+	return run(c, qp, NULL, st);
+}
+
+int anv_ioworker_run_kernel(const struct anv_iow_cfg *c, struct anv_kqueue *kq,
+			    struct anv_iow_stats *st)
+{
+	if (!kq->has_ring) {
+		errno = EINVAL;
+		return -1;
+	}
+	return run(c, NULL, kq, st);
 }

@@ -49,6 +49,12 @@ SUITES: dict[str, tuple[dict, list[str]]] = {
     # Linux's nvme-tcp host against `aionvme serve`
     "tcp-serve": ({"modules": ["nvme-tcp", "nvme-fabrics", "crc32c_generic"], "timeout": 300},
                   [PY, "tests/guest/check_tcp_serve.py"]),
+    # the kernel transport on nvme.ko: aionvme list/setup/reset first (mkfs + mount on
+    # the first controller's namespace is refused, the second goes to vfio-pci and
+    # back), then the passthrough subset with an ioworker and verify on the first
+    "kernel": ({"kernel": 2, "modules": ["vfio-pci", "ext4"], "timeout": 900},
+               PYTEST + ["--pciaddr", "/dev/nvme0", "tests/test_pci_bind_guest.py",
+                         "tests/test_kernel_passthru.py"]),
 }
 
 

@@ -418,6 +418,10 @@ class TcpTransport:
         raise CapabilityError("ioworkers: the tcp transport has no native ioworker yet",
                               backend="tcp", capability=caps.IOWORKER)
 
+    def worker_queue(self, nsid: int, depth: int) -> Any:
+        raise CapabilityError("ioworkers: the tcp transport has no native ioworker yet",
+                              backend="tcp", capability=caps.IOWORKER)
+
     def stop_pollers(self) -> None:
         """On the loop's thread, before ``close``: every connection closes here (the
         target ends the association when the admin connection goes)."""

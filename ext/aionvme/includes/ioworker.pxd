@@ -1,7 +1,8 @@
 # C declarations of the IO engine (ext/include/aionvme/ioworker.h, hist.h).
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from aionvme.includes.nvme cimport anv_cqe, anv_qpair, anv_cmdlog_entry
 from aionvme.includes.verify cimport anv_verify_mismatch
+from aionvme.includes.kernel cimport anv_kqueue
 
 
 cdef extern from "aionvme/hist.h" nogil:
@@ -49,6 +50,7 @@ cdef extern from "aionvme/ioworker.h" nogil:
         uint64_t first_error_lba
         uint32_t first_error_opcode
         uint32_t first_error_kind
+        int32_t first_error_errno
         anv_verify_mismatch verify_mismatch
         uint64_t lat_min_ns
         uint64_t lat_max_ns
@@ -94,6 +96,7 @@ cdef extern from "aionvme/ioworker.h" nogil:
         int64_t log_clock_offset
 
     int anv_ioworker_run(const anv_iow_cfg *cfg, anv_qpair *qp, anv_iow_stats *st)
+    int anv_ioworker_run_kernel(const anv_iow_cfg *cfg, anv_kqueue *kq, anv_iow_stats *st)
 
 
 cdef extern from *:

@@ -59,6 +59,7 @@ cdef extern from "aionvme/cmdlog.h" nogil:
         uint64_t submit_ns
         uint64_t complete_ns
         uint32_t flags
+        uint32_t err
     struct anv_cmdlog:
         anv_cmdlog_entry *ring
         uint32_t size
@@ -66,6 +67,7 @@ cdef extern from "aionvme/cmdlog.h" nogil:
     enum:
         ANV_LOG_TIMEOUT
         ANV_LOG_DROPPED
+        ANV_LOG_KERNEL_ERR
     void anv_cmdlog_flag(anv_cmdlog *log, uint64_t seq, uint32_t flags)
 
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "aionvme/hist.h"
+#include "aionvme/kernel.h"
 #include "aionvme/nvme.h"
 #include "aionvme/queue.h"
 #include "aionvme/verify.h"
@@ -62,6 +63,7 @@ enum anv_iow_reason {
 enum {
 	ANV_IOW_ERR_STATUS = 1,    /* a CQE with a non-zero status field */
 	ANV_IOW_ERR_VERIFY = 2,    /* a good CQE whose data failed verification */
+	ANV_IOW_ERR_KERNEL = 3,    /* the kernel failed the command itself: first_error_errno */
 };
 
 /**
@@ -75,7 +77,8 @@ enum {
  * @bytes: data moved by completed reads, writes and compares
  * @errors: completions with a non-zero status
  * @first_error: the CQE of the first failed command, with @first_error_lba,
- *               @first_error_opcode and @first_error_kind (ANV_IOW_ERR_*)
+ *               @first_error_opcode and @first_error_kind (ANV_IOW_ERR_*);
+ *               @first_error_errno for ANV_IOW_ERR_KERNEL
  * @verify_mismatch: the first LBA that failed verification (written by the
  *                   on_complete hook before first_error_kind says VERIFY)
  * @lat_*_ns: latency over every completed command
@@ -102,6 +105,8 @@ struct anv_iow_stats {
 	uint64_t first_error_lba;
 	uint32_t first_error_opcode;
 	uint32_t first_error_kind;
+	int32_t first_error_errno;
+	uint32_t rsvd;
 	struct anv_verify_mismatch verify_mismatch;
 	uint64_t lat_min_ns;
 	uint64_t lat_max_ns;
@@ -203,11 +208,11 @@ struct anv_iow_cfg {
 };
 
 /**
- * anv_ioworker_check() - validate @cfg against the queue @qp
+ * anv_ioworker_check() - validate @cfg against a queue of @depth entries
  *
  * Return: 0, or -1 with errno EINVAL.
  */
-int anv_ioworker_check(const struct anv_iow_cfg *cfg, const struct anv_qpair *qp);
+int anv_ioworker_check(const struct anv_iow_cfg *cfg, uint32_t depth);
 
 /**
  * anv_ioworker_run() - run IO on @qp until a stop condition, then drain
@@ -225,5 +230,17 @@ int anv_ioworker_check(const struct anv_iow_cfg *cfg, const struct anv_qpair *qp
  */
 int anv_ioworker_run(const struct anv_iow_cfg *cfg, struct anv_qpair *qp,
 		     struct anv_iow_stats *st);
+
+/**
+ * anv_ioworker_run_kernel() - the same loop on a queue of the kernel
+ * transport: each command is an NVME_URING_CMD_IO on @kq's io_uring (its
+ * data pointer @cfg->data of this process, the kernel builds the PRPs), one
+ * io_uring_enter per batch of submissions; the CQ ring is read in user
+ * space, and when nothing has completed the worker waits in io_uring_enter
+ * for at most a millisecond (so the stop flag and timeouts are still seen).
+ * A command the kernel fails itself ends the run with ANV_IOW_ERR_KERNEL.
+ */
+int anv_ioworker_run_kernel(const struct anv_iow_cfg *cfg, struct anv_kqueue *kq,
+			    struct anv_iow_stats *st);
 
 #endif /* AIONVME_IOWORKER_H */
