@@ -263,7 +263,12 @@ class Namespace:
         first 5 %).  ``pattern`` is the write data: an int dword repeated, bytes
         repeated, "zeroes", "ones", "random", or ``("random", pct)``: random with
         the last ``pct`` percent of every LBA zeroes, so it compresses by about
-        ``pct`` percent.  Buffers are filled once per worker, one per command slot.
+        ``pct`` percent.  Every LBA a write sends is stamped, as pynvme's are: its
+        LBA number in bytes 7:0 and the command's write token in bytes 15:8 (little
+        endian), the pattern filling the rest, so written data names its LBA and
+        never-written LBAs read as the device's unwritten value; ``stamp=False``
+        writes the bare pattern (verification, when on, always stamps).  Buffers
+        are filled once per worker, one per command slot.
         ``io_sequence`` replays ``(time_us, op, lba, nlb)`` tuples instead (op an
         opcode or a name like "write"; times from the start, in order; each is sent
         when due and a slot of ``qdepth`` is free).  ``check=False`` keeps a failed

@@ -54,11 +54,13 @@ async def test_writes_stay_in_the_region_and_aligned(nvme0, nvme0n1):
     assert r.io_count_write == 400
     media = nvme0.sim.media(1, start - 16, 16 + 64 + 16)
     blocks = lbas(media, start - 16, 16 + 64 + 16)
-    written = b"\xa5" * LBA
     for i, blk in enumerate(blocks):
         lba = start - 16 + i
         if start <= lba < start + 64 and lba % 8 == 0:
-            assert blk == written, f"LBA {lba} was not written"
+            # the stamp (its LBA, a write token), then the pattern
+            assert blk[:8] == lba.to_bytes(8, "little") and blk[8:16] != bytes(8), \
+                f"LBA {lba} was not written"
+            assert blk[16:] == b"\xa5" * (LBA - 16)
         else:
             assert blk == bytes(LBA), f"LBA {lba} outside the region or unaligned was written"
 
@@ -74,7 +76,8 @@ async def test_sequential_step_and_wrap(nvme0, nvme0n1):
     want = {start + k * 5 + j for k in range(6) for j in range(2)}
     for i, blk in enumerate(blocks):
         assert (blk != bytes(LBA)) == (start + i in want), f"LBA {start + i}"
-    assert blocks[0] == b"\x11\x22" * (LBA // 2)
+    assert blocks[0][:8] == start.to_bytes(8, "little")
+    assert blocks[0][16:] == b"\x11\x22" * ((LBA - 16) // 2)
 
 
 async def test_negative_step_starts_at_lba_start(nvme0, nvme0n1):
@@ -281,3 +284,57 @@ async def test_result_is_also_a_dict(nvme0n1):
     assert dict(r.items())["io_count"] == 100 and "iops_consistency" in r.keys()
     with pytest.raises(KeyError):
         r["nosuch"]
+
+
+@pytest.mark.sim_only("fault injection")
+async def test_a_duplicate_completion_is_an_error_of_the_run(nvme0, nvme0n1):
+    """The second CQE of a command names a CID no longer outstanding (its slot may
+    hold a new command by then: the CID's generation tells them apart): it counts
+    as an error, completes nothing, and is not counted twice."""
+    with nvme0.sim.duplicate(opcode=0x02, nsid=1, count=1):
+        r = await nvme0n1.ioworker(io_size=8, qdepth=16, io_count=2000, check=False)
+    assert r.error == 1 and r.first_error["kind"] == "unmatched" and r.reason == "error"
+    assert r.io_count <= 2000 and sum(r.io_counts.values()) == r.io_count
+    with nvme0.sim.duplicate(opcode=0x02, nsid=1, count=1):
+        with pytest.raises(aionvme.exceptions.IOWorkerError, match="no outstanding command"):
+            await nvme0n1.ioworker(io_size=8, qdepth=16, io_count=2000)
+
+
+@pytest.mark.sim_only("fault injection")
+async def test_a_dropped_command_at_qd_above_1_ends_the_run_at_its_timeout(nvme0, nvme0n1):
+    """The timeout is per command: one dropped read among 16 in flight ends a 60 s
+    run with reason 'timeout' while the others keep completing."""
+    old = aionvme.config().timeout
+    aionvme.config(timeout=1)
+    try:
+        with nvme0.sim.drop(opcode=0x02, nsid=1, count=1):
+            r = await nvme0n1.ioworker(io_size=8, qdepth=16, time=60, check=False)
+    finally:
+        aionvme.config(timeout=old)
+    assert r.reason == "timeout" and r.io_count > 16
+
+
+async def test_ioworker_writes_are_stamped_by_default(nvme0, nvme0n1, qpair):
+    """As pynvme's: every LBA an ioworker writes names its LBA (bytes 7:0) and the
+    command's write token (15:8), the pattern after; unwritten LBAs stay zeroes."""
+    start = 1_960_000
+    await nvme0n1.ioworker(io_size=4, lba_random=False, read_percentage=0, qdepth=4,
+                           io_count=4, region_start=start, region_end=start + 16)
+    buf = aionvme.Buffer(20 * LBA)
+    await nvme0n1.read(qpair, buf, start, 20)
+    blocks = lbas(bytes(buf[0:20 * LBA]), start, 20)
+    tokens = {blk[8:16] for blk in blocks[:16]}
+    assert len(tokens) == 4 and bytes(8) not in tokens            # one token per command
+    for i, blk in enumerate(blocks[:16]):
+        assert blk[:8] == (start + i).to_bytes(8, "little") and blk[16:] == bytes(LBA - 16)
+    assert blocks[16:] == [bytes(LBA)] * 4                          # never written
+    await nvme0n1.ioworker(io_size=4, lba_random=False, read_percentage=0, qdepth=4, io_count=1,
+                           region_start=start, region_end=start + 4, pattern=0x5A5A5A5A,
+                           stamp=False)
+    assert media(nvme0, start, 1) == [b"\x5a" * LBA]                  # the bare pattern
+    with pytest.raises(aionvme.InterfaceError, match="stamp must be True or False"):
+        nvme0n1.ioworker(stamp=1)
+
+
+def media(nvme0, lba, count):
+    return lbas(nvme0.sim.media(1, lba, count), lba, count)

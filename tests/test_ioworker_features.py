@@ -126,6 +126,7 @@ async def test_patterns_on_media(nvme0, nvme0n1, pattern, check):
     start = 1_930_000 + 100 * ["ones", 0x12345678, ("random", 50), "random", "zeroes"].index(pattern)
     kw = {"io_size": 1, "lba_random": False, "read_percentage": 0, "qdepth": 4, "io_count": 8,
           "region_start": start, "region_end": start + 8}
+    kw["stamp"] = False  # the bare pattern, no LBA stamps
     await nvme0n1.ioworker(pattern="ones", **kw)  # something else first: zeroes must overwrite it
     await nvme0n1.ioworker(pattern=pattern, **kw)
     blocks = media(nvme0, start, 8)
@@ -143,7 +144,7 @@ async def test_io_sequence_replays_in_order_at_its_times(nvme0, nvme0n1):
            (200_000, 0x01, b, 2),
            (300_000, "read", a, 4),
            (300_000, "flush", 0, 1)]
-    r = await nvme0n1.ioworker(io_sequence=seq, qdepth=8, pattern=0x11111111)
+    r = await nvme0n1.ioworker(io_sequence=seq, qdepth=8, pattern=0x11111111, stamp=False)
     assert r.reason == "io_count" and r.io_count == 6 and r.error == 0
     assert r.io_counts == {"read": 1, "write": 2, "flush": 1, "write_zeroes": 2,
                            "deallocate": 0, "compare": 0, "verify": 0}

@@ -203,7 +203,7 @@ async def test_verify_off_checks_nothing(nvme0, nvme0n1, qpair):
     start = BASE + 7000
     r = await nvme0n1.ioworker(io_size=8, lba_align=8, lba_random=False, read_percentage=0,
                                qdepth=8, io_count=8, region_start=start, region_end=start + 64,
-                               pattern=0x11223344)
+                               pattern=0x11223344, stamp=False)
     assert r.error == 0
     media = nvme0.sim.media(NSID, start, 64)
     assert media == bytes.fromhex("44332211") * (64 * LBA // 4)  # nothing stamped

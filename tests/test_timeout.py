@@ -95,5 +95,6 @@ async def test_completion_with_an_unknown_cid(nvme0, nvme0n1, qpair, buf):
         with pytest.raises(aionvme.CommandTimeout):
             await nvme0n1.read(qpair, buf, 0, timeout=0.2)
     bad = nvme0.bad_completions[before:]
-    assert len(bad) == 1 and bad[0].cid >= 0x8000
+    sent = [e for e in qpair.cmdlog(4) if e.opcode == 0x02][-1]
+    assert len(bad) == 1 and bad[0].cid == sent.cid ^ 0x8000     # the fault flips bit 15
     assert (await nvme0n1.read(qpair, buf, 0)).ok

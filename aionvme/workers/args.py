@@ -50,6 +50,7 @@ class IOWorkerArgs:
     lba_start: int
     qprio: int
     pattern: Any
+    stamp: bool
     interval: float
     check: bool
     percentiles: tuple[float, ...]
@@ -100,6 +101,12 @@ def _int(name: str, value: Any, lo: int, hi: int | None = None, why: str = "") -
     if value < lo or (hi is not None and value > hi):
         limit = f"{lo}..{hi}" if hi is not None else f"at least {lo}"
         raise InterfaceError(f"{name} {value} is outside {limit}{why}")
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InterfaceError(f"{name} must be True or False, not {type(value).__name__} {value!r}")
     return value
 
 
@@ -254,7 +261,7 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
                output_io_per_second: Any = None, output_percentile_latency: Any = None, *,
                lba_step: Any = None, op_percentage: Any = None, pattern: Any = 0,
                distribution: Any = None, io_sequence: Any = None,
-               interval: Any = 1.0, check: bool = True) -> IOWorkerArgs:
+               interval: Any = 1.0, check: bool = True, stamp: Any = True) -> IOWorkerArgs:
     """Check every argument against the namespace and its controller."""
     nvme = ns.nvme
     if nvme._transport is None:
@@ -334,7 +341,8 @@ def check_args(ns: "Namespace", io_size: Any = 8, lba_align: Any = None, lba_ran
         io_size=io_size, lba_align=lba_align, lba_random=bool(lba_random), lba_step=lba_step,
         mix=mix, time=float(time), qdepth=qdepth, region_start=region_start,
         region_end=region_end, iops=iops, io_count=io_count, lba_start=lba_start, qprio=qprio,
-        pattern=_pattern(pattern), interval=float(interval), check=bool(check),
+        pattern=_pattern(pattern), stamp=_bool("stamp", stamp), interval=float(interval),
+        check=bool(check),
         percentiles=percentiles, output_io_per_second=output_io_per_second,
         output_percentile_latency=output_percentile_latency, sizes=sizes,
         lba_step_io=lba_step_io, distribution=dist, io_sequence=sequence)

@@ -175,6 +175,8 @@ class IOWorker:
                 "dist_cum": a.dist_table(),
                 "seq_iova": seq.iova if seq is not None else 0,
                 "nseq": len(a.io_sequence or ()), "cpu": self.cpu,
+                # Write tokens: this process's and the worker's own, then the command number.
+                "stamp": ((os.getpid() & 0xFFFFFF) << 40 | (qp.qid & 0xFF) << 32) if a.stamp else 0,
                 "log_iova": self._log.iova, "log_size": CMDLOG_ENTRIES,
             }
             fds = [arena.fd, *link_fds, self._stats.fd]
@@ -419,6 +421,10 @@ def _error_of(res: IOWorkerResult, nsid: int) -> IOWorkerError | None:
         return _core.verify_error(IOWorkerVerifyError, nsid, m,
                                   f" (ioworker read of LBA {fe['lba']})",
                                   command_lba=fe["lba"], result=res)
+    if fe["kind"] == "unmatched":
+        return IOWorkerError(f"ioworker stopped: the device posted a completion for no outstanding "
+                             f"command (CID {cpl.cid:#06x}, status {cpl.sct:02x}/{cpl.sc:02x}): a "
+                             f"duplicate, a late or an unknown CID", result=res)
     if fe["kind"] == "kernel":
         return IOWorkerError(f"ioworker stopped: the kernel failed "
                              f"{command_name(fe['opcode'], False)} ({fe['opcode']:02x}) at LBA "

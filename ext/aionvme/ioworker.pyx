@@ -88,8 +88,8 @@ cdef class IOWorkerStats:
         err = None
         if s.errors:
             e = &s.first_error
-            err = {"kind": ("status", "verify", "kernel")[s.first_error_kind - 1]
-                           if s.first_error_kind in (1, 2, 3) else "?",
+            err = {"kind": ("status", "verify", "kernel", "unmatched")[s.first_error_kind - 1]
+                           if s.first_error_kind in (1, 2, 3, 4) else "?",
                    "opcode": s.first_error_opcode, "lba": s.first_error_lba,
                    "cqe": (<char *>e)[:16], "errno": s.first_error_errno}
             if s.first_error_kind == 2:
@@ -242,6 +242,7 @@ def ioworker_run(dict a, IOWorkerStats stats):
         cfg.aux_iova = a["aux_iova"]
         cfg.aux = ar.base + cfg.aux_iova
         cfg.seed = a.get("seed", 0)
+        cfg.stamp = a.get("stamp", 0)
         if a.get("log_iova") is not None:
             # The queue's cmdlog lives in the arena, where the parent reads it.
             cfg.log = <anv_cmdlog_entry *>(ar.base + <uint64_t>a["log_iova"])

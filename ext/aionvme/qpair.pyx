@@ -269,7 +269,7 @@ cdef class CoreQpair:
         memset(&sqe, 0, sizeof(sqe))
         sqe.opcode = <uint8_t>opcode
         sqe.flags = <uint8_t>(flags & 0x3f)
-        sqe.cid = <uint16_t>cid
+        sqe.cid = anv_qpair_cid_tag(&self.qp, <uint16_t>cid)  # slot + generation
         sqe.nsid = nsid
         sqe.cdw2 = cdw2
         sqe.cdw3 = cdw3
@@ -385,14 +385,15 @@ cdef class CoreQpair:
     def reap(self):
         """Take every new CQE and resolve its future; never raises for a bad CQE."""
         cdef anv_cqe cqes[64]
+        cdef uint8_t matched[64]
         cdef int n, i, total = 0
         cdef Completion cpl
         while self._live:
-            n = anv_qpair_reap(&self.qp, cqes, 64)
+            n = anv_qpair_reap_ex(&self.qp, cqes, 64, matched)
             if n < 0:
                 raise convert_errno(f"CQ head doorbell of queue {self.qid}")
             for i in range(n):
-                self._dispatch(&cqes[i])
+                self._dispatch(&cqes[i], matched[i])
             total += n
             if n:
                 self.reaped += <uint64_t>n
@@ -403,12 +404,13 @@ cdef class CoreQpair:
             self._drain_backlog()
         return total
 
-    cdef void _dispatch(self, anv_cqe *e):
+    cdef void _dispatch(self, anv_cqe *e, bint matched):
         cdef Completion cpl = Completion.new(e)
-        cdef int cid = e.cid
+        cdef int cid = e.cid & self.qp.slot_mask
         cdef bint check
-        if cid >= self.depth or self._futs[cid] is None:
-            # A CQE for no outstanding command: the device misbehaved.
+        if not matched or self._futs[cid] is None:
+            # A CQE for no outstanding command (a duplicate, a late one of a slot's
+            # previous command, an unknown CID): the device misbehaved.
             self.bad_completions.append(cpl)
             return
         self.completions += 1

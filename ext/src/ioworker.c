@@ -13,7 +13,9 @@
 
 #include "aionvme/debug.h"
 #include "aionvme/ioworker.h"
+#include "aionvme/stamp.h"
 
+#define TIMEOUT_SCAN_NS 1000000u /* outstanding commands are checked against the timeout every 1 ms */
 #define REAP_BATCH 64
 
 struct iow {
@@ -22,6 +24,8 @@ struct iow {
 	struct anv_kqueue *kq; /* kernel transport: an io_uring of passthrough commands */
 	struct anv_sqe ksqe;   /* kq: the command being built */
 	int32_t kerr[REAP_BATCH]; /* kq: errno of each reaped completion (0: an NVMe status) */
+	uint8_t matched[REAP_BATCH]; /* PCIe: whether each reaped CQE named an outstanding command */
+	uint64_t scan_ns;      /* when outstanding commands were last checked against the timeout */
 	struct anv_iow_stats *st;
 	uint64_t rng;
 	uint64_t lo, nslots;   /* aligned start LBAs: lo + i * lba_align, i < nslots */
@@ -283,17 +287,62 @@ static inline int q_ring(struct iow *w)
 	return 0;
 }
 
+/*
+ * A CQE that named no outstanding command: a duplicate, a late one of a slot's
+ * previous command (its CID generation is stale), or a CID never used.  It is
+ * an error of the run, and it completes nothing: the command holding the slot
+ * now keeps its buffer until its own CQE.
+ */
+static void unmatched(struct iow *w, const struct anv_cqe *e)
+{
+	struct anv_iow_stats *st = w->st;
+
+	put64(&st->errors, st->errors + 1u);
+	if (st->errors == 1u) {
+		st->first_error = *e;
+		st->first_error_lba = 0;
+		st->first_error_opcode = 0;
+		st->first_error_kind = ANV_IOW_ERR_UNMATCHED;
+	}
+	if (!w->reason)
+		w->reason = ANV_IOW_END_ERROR;
+}
+
+/* How long the oldest outstanding command has been with the device. */
+static uint64_t oldest_outstanding(const struct iow *w, uint64_t now)
+{
+	const uint8_t *busy = w->kq ? w->kq->cid_busy : w->qp->cid_busy;
+	uint32_t depth = w->kq ? w->kq->depth : w->qp->depth;
+	uint64_t oldest = 0;
+
+	for (uint32_t cid = 0; cid < depth; cid++)
+		if (busy[cid] && now > w->sub_ns[cid] && now - w->sub_ns[cid] > oldest)
+			oldest = now - w->sub_ns[cid];
+	return oldest;
+}
+
+/* Reap up to @max CQEs of our commands into @out; the others are counted as errors. */
 static inline int q_reap(struct iow *w, struct anv_cqe *out, int max)
 {
 	struct anv_kcpl k[REAP_BATCH];
 	int n, i, m = 0;
 
-	if (!w->kq)
-		return anv_qpair_reap(w->qp, out, max);
+	if (!w->kq) {
+		n = anv_qpair_reap_ex(w->qp, out, max, w->matched);
+		for (i = 0; i < n; i++) {
+			if (!w->matched[i])
+				unmatched(w, &out[i]);
+			else
+				out[m++] = out[i];
+		}
+		return n < 0 ? n : m;
+	}
 	n = anv_kqueue_reap(w->kq, k, max);
 	for (i = 0; i < n; i++) {
-		if (!k[i].counted)
-			continue; /* names no CID of ours */
+		if (!k[i].counted) {
+			unmatched(w, &k[i].cqe); /* names no CID of ours */
+			continue;
+		}
 		out[m] = k[i].cqe;
 		w->kerr[m++] = k[i].err;
 	}
@@ -312,7 +361,7 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint
 
 	memset(sqe, 0, sizeof(*sqe));
 	sqe->opcode = op_opcode[op];
-	sqe->cid = cid;
+	sqe->cid = w->kq ? cid : anv_qpair_cid_tag(w->qp, cid); /* PCIe: slot + generation */
 	sqe->nsid = c->nsid;
 	switch (op) {
 	case ANV_IOW_FLUSH:
@@ -352,6 +401,9 @@ static inline void build(struct iow *w, uint16_t cid, uint64_t now, int op, uint
 		break;
 	}
 	/* Before the doorbell: a write is stamped, a read samples the table. */
+	if (op == ANV_IOW_WRITE && c->stamp && !c->on_submit)
+		anv_stamp_lbas(c->data + (size_t)cid * w->io_bytes, c->lba_size, lba, nlb,
+			       c->stamp + w->submitted);
 	if (c->on_submit)
 		c->on_submit(c->verify_ctx, cid, (uint32_t)op, lba, nlb,
 			     c->data + (size_t)cid * w->io_bytes);
@@ -394,12 +446,13 @@ static inline void complete(struct iow *w, const struct anv_cqe *e, int32_t kerr
 {
 	const struct anv_iow_cfg *c = w->cfg;
 	struct anv_iow_stats *st = w->st;
-	uint16_t cid = e->cid;
+	/* q_reap() passed only CQEs of outstanding commands: the slot is the index. */
+	uint16_t cid = w->kq ? e->cid : (uint16_t)anv_qpair_cid_slot(w->qp, e->cid);
 	uint64_t lat;
 	int op;
 
 	if (cid >= c->qdepth)
-		return; /* not ours: anv_qpair_reap() did not free a CID for it */
+		return;
 	if (c->log) {
 		struct anv_cmdlog_entry *le = &c->log[w->log_seq[cid] % c->log_size];
 
@@ -456,7 +509,7 @@ static int run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_kqu
 	       struct anv_iow_stats *st)
 {
 	struct anv_cqe cqes[REAP_BATCH];
-	uint64_t start, now, last_progress, deadline;
+	uint64_t start, now, deadline;
 	struct iow w;
 	int stopping = 0;
 	uint64_t limit = c->nseq ? c->nseq : c->io_count; /* commands to send (0: no limit) */
@@ -472,7 +525,7 @@ static int run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_kqu
 	}
 	st->magic = ANV_IOW_MAGIC;
 	put64(&st->lat_min_ns, UINT64_MAX);
-	start = last_progress = mono_ns();
+	start = w.scan_ns = mono_ns();
 	deadline = c->time_ns ? start + c->time_ns : 0;
 	st->start_ns = start;
 	__atomic_store_n(&st->state, ANV_IOW_RUNNING, __ATOMIC_RELEASE);
@@ -498,7 +551,6 @@ static int run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_kqu
 			put64(&st->per_second[sec], st->per_second[sec] + (uint64_t)n);
 			if (sec + 1u > st->seconds)
 				put64(&st->seconds, sec + 1u);
-			last_progress = now;
 			/* A fresh clock for the submissions below. */
 			now = mono_ns();
 		}
@@ -588,9 +640,14 @@ static int run(const struct anv_iow_cfg *c, struct anv_qpair *qp, struct anv_kqu
 				if (due > now)
 					nap(due - now);
 			}
-		} else if (c->timeout_ns && now - last_progress > c->timeout_ns) {
-			w.reason = ANV_IOW_END_TIMEOUT;
-			break;
+		} else if (c->timeout_ns && now - w.scan_ns > TIMEOUT_SCAN_NS) {
+			/* A command outstanding longer than the timeout ends the run, whatever
+			 * the others do (a dropped command at QD > 1 is not hidden by them). */
+			w.scan_ns = now;
+			if (oldest_outstanding(&w, now) > c->timeout_ns) {
+				w.reason = ANV_IOW_END_TIMEOUT;
+				break;
+			}
 		}
 	}
 	st->end_ns = mono_ns();

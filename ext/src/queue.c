@@ -12,11 +12,18 @@ static int cids_init(struct anv_qpair *qp)
 
 	qp->free_cids = calloc(depth, sizeof(uint16_t));
 	qp->cid_busy = calloc(depth, 1);
+	qp->cid_tag = calloc(depth, sizeof(uint16_t));
 	qp->cid_seq = calloc(depth, sizeof(uint64_t));
-	if (!qp->free_cids || !qp->cid_busy || !qp->cid_seq) {
+	if (!qp->free_cids || !qp->cid_busy || !qp->cid_tag || !qp->cid_seq) {
 		errno = ENOMEM;
 		return -1;
 	}
+	qp->slot_bits = 0;
+	while ((1u << qp->slot_bits) < depth)
+		qp->slot_bits++;
+	qp->slot_mask = (1u << qp->slot_bits) - 1u;
+	for (uint32_t i = 0; i < depth; i++)
+		qp->cid_tag[i] = (uint16_t)i;
 	/* CIDs 0 .. depth-2; pop order gives the lowest first. */
 	for (uint32_t i = 0; i < depth - 1; i++)
 		qp->free_cids[i] = (uint16_t)(depth - 2 - i);
@@ -123,9 +130,11 @@ void anv_qpair_fini(struct anv_qpair *qp)
 	qp->sq_iova = qp->cq_iova = qp->prp_iova = (uint64_t)-1;
 	free(qp->free_cids);
 	free(qp->cid_busy);
+	free(qp->cid_tag);
 	free(qp->cid_seq);
 	qp->free_cids = NULL;
 	qp->cid_busy = NULL;
+	qp->cid_tag = NULL;
 	qp->cid_seq = NULL;
 	anv_cmdlog_fini(&qp->log);
 }
@@ -245,7 +254,7 @@ int anv_qpair_ring(struct anv_qpair *qp)
 
 int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring)
 {
-	uint16_t cid = sqe->cid;
+	uint32_t cid = anv_qpair_cid_slot(qp, sqe->cid);
 
 	/* depth - 1 CIDs at most: the SQ can never be overrun (3.3.1). */
 	anv_dbg_check(anv_qpair_outstanding(qp) <= (int)qp->depth - 1);
@@ -260,6 +269,11 @@ int anv_qpair_submit(struct anv_qpair *qp, const struct anv_sqe *sqe, int ring)
 
 int anv_qpair_reap(struct anv_qpair *qp, struct anv_cqe *out, int max)
 {
+	return anv_qpair_reap_ex(qp, out, max, NULL);
+}
+
+int anv_qpair_reap_ex(struct anv_qpair *qp, struct anv_cqe *out, int max, uint8_t *matched)
+{
 	int n = 0;
 
 	while (n < max) {
@@ -271,13 +285,19 @@ int anv_qpair_reap(struct anv_qpair *qp, struct anv_cqe *out, int max)
 			break;
 		memcpy(&out[n], cqe, sizeof(*cqe));
 		out[n].status = status;
-		if (out[n].cid < qp->depth && qp->cid_busy[out[n].cid]) {
-			uint16_t cid = out[n].cid;
+		{
+			uint32_t cid = anv_qpair_cid_slot(qp, out[n].cid);
+			int ours = cid < qp->depth && qp->cid_busy[cid] &&
+				   qp->cid_tag[cid] == out[n].cid;
 
-			anv_dbg_check(qp->nfree < qp->depth - 1);
-			anv_cmdlog_complete(&qp->log, qp->cid_seq[cid], &out[n]);
-			qp->cid_busy[cid] = 0;
-			qp->free_cids[qp->nfree++] = cid;
+			if (ours) {
+				anv_dbg_check(qp->nfree < qp->depth - 1);
+				anv_cmdlog_complete(&qp->log, qp->cid_seq[cid], &out[n]);
+				qp->cid_busy[cid] = 0;
+				qp->free_cids[qp->nfree++] = (uint16_t)cid;
+			}
+			if (matched)
+				matched[n] = (uint8_t)ours;
 		}
 		qp->sq_head = out[n].sqhd;
 		n++;

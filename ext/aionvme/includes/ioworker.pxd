@@ -87,6 +87,7 @@ cdef extern from "aionvme/ioworker.h" nogil:
         uint64_t aux_iova
         uint8_t *aux
         uint64_t seed
+        uint64_t stamp
         void *verify_ctx
         int (*on_submit)(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, uint32_t nlb,
                          uint8_t *data) noexcept nogil

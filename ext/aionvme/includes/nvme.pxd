@@ -126,6 +126,8 @@ cdef extern from "aionvme/queue.h" nogil:
         uint16_t phase
         uint32_t nfree
         uint8_t *cid_busy
+        uint16_t *cid_tag
+        uint32_t slot_mask
         uint64_t *cid_seq
         anv_cmdlog log
     int anv_qpair_init(anv_qpair *qp, anv_dev *dev, anv_arena *arena, uint16_t qid,
@@ -144,6 +146,8 @@ cdef extern from "aionvme/queue.h" nogil:
     int anv_qpair_ring(anv_qpair *qp)
     void anv_qpair_set_dbbuf(anv_qpair *qp, uint8_t *dbs, uint8_t *eis)
     int anv_qpair_reap(anv_qpair *qp, anv_cqe *out, int maxn)
+    int anv_qpair_reap_ex(anv_qpair *qp, anv_cqe *out, int maxn, uint8_t *matched)
+    uint16_t anv_qpair_cid_tag(const anv_qpair *qp, uint16_t cid)
     void anv_qpair_drop_all(anv_qpair *qp)
     void anv_qpair_reset_rings(anv_qpair *qp)
     int anv_qpair_outstanding(const anv_qpair *qp)

@@ -64,6 +64,7 @@ enum {
 	ANV_IOW_ERR_STATUS = 1,    /* a CQE with a non-zero status field */
 	ANV_IOW_ERR_VERIFY = 2,    /* a good CQE whose data failed verification */
 	ANV_IOW_ERR_KERNEL = 3,    /* the kernel failed the command itself: first_error_errno */
+	ANV_IOW_ERR_UNMATCHED = 4, /* a CQE that named no outstanding command (a misbehaving device) */
 };
 
 /**
@@ -193,6 +194,12 @@ struct anv_iow_cfg {
 	uint64_t aux_iova;
 	uint8_t *aux;
 	uint64_t seed;
+	/*
+	 * Nonzero: each Write stamps every LBA of its data (stamp.h) with its LBA and
+	 * the token @stamp + the command's number, the pattern filling the rest; with
+	 * verification on, its hook stamps instead.
+	 */
+	uint64_t stamp;
 	void *verify_ctx;
 	int (*on_submit)(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, uint32_t nlb,
 			 uint8_t *data);

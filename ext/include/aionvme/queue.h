@@ -20,8 +20,15 @@
  * struct anv_qpair - one SQ and its CQ (qid 0 is the admin pair)
  * @depth: entries in each ring; at most depth - 1 commands are outstanding
  *         (3.3.1: the queue is full when tail + 1 == head)
- * @cid_busy: per CID, 1 while the device owns the command
- * @prp_iova: one PRP list page per CID, at prp_iova + cid * 4096
+ * @cid_busy: per CID slot, 1 while the device owns the command
+ * @cid_tag: per slot, the CID value of its current command: the slot in the
+ *           low @slot_bits bits, a generation above them that changes at every
+ *           allocation, so a late or duplicate CQE of the slot's previous command
+ *           matches nothing (a slot is reused at once: the free stack is LIFO)
+ * @prp_iova: one PRP list page per CID slot, at prp_iova + slot * 4096
+ *
+ * "CID" in this API is the slot (an index below @depth); what goes into an
+ * SQE's CID field is anv_qpair_cid_tag() of it.
  */
 struct anv_qpair {
 	struct anv_dev *dev;
@@ -44,6 +51,9 @@ struct anv_qpair {
 	uint16_t *free_cids;
 	uint32_t nfree;
 	uint8_t *cid_busy;
+	uint16_t *cid_tag;
+	uint32_t slot_mask; /* (1 << slot_bits) - 1 */
+	uint8_t slot_bits;
 	uint64_t *cid_seq; /* cmdlog sequence of the command holding the CID */
 
 	uint64_t prp_iova;
@@ -105,7 +115,22 @@ static inline int anv_qpair_cid_alloc(struct anv_qpair *qp)
 	}
 	cid = qp->free_cids[--qp->nfree];
 	qp->cid_busy[cid] = 1;
+	if (qp->slot_bits < 16) /* a new generation: 16 - slot_bits bits of it */
+		qp->cid_tag[cid] = (uint16_t)(cid | ((((uint32_t)qp->cid_tag[cid] >> qp->slot_bits) + 1u)
+						      << qp->slot_bits));
 	return cid;
+}
+
+/* The CID field value for the command in slot @cid (see struct anv_qpair). */
+static inline uint16_t anv_qpair_cid_tag(const struct anv_qpair *qp, uint16_t cid)
+{
+	return qp->cid_tag[cid];
+}
+
+/* The slot a CQE's CID field names, if it names one. */
+static inline uint32_t anv_qpair_cid_slot(const struct anv_qpair *qp, uint16_t tag)
+{
+	return tag & qp->slot_mask;
 }
 
 /* Give back a CID that was never submitted. */
@@ -164,6 +189,14 @@ void anv_qpair_set_dbbuf(struct anv_qpair *qp, uint8_t *dbs, uint8_t *eis);
 
 /* Write the SQ tail doorbell (after submits made with ring = 0). */
 int anv_qpair_ring(struct anv_qpair *qp);
+
+/**
+ * anv_qpair_reap_ex() - anv_qpair_reap(), telling which CQEs matched
+ * @matched: NULL, or @max bytes: 1 for a CQE whose CID named an outstanding
+ *           command (now completed, its slot freed), 0 for one that named
+ *           none (a duplicate, a late or an unknown CID: a misbehaving device)
+ */
+int anv_qpair_reap_ex(struct anv_qpair *qp, struct anv_cqe *out, int max, uint8_t *matched);
 
 /**
  * anv_qpair_reap() - take up to @max new CQEs into @out
