@@ -36,24 +36,24 @@ if TYPE_CHECKING:
     from aionvme.namespace import Namespace
 
 DSM_ATTR_DEALLOCATE = 1 << 2  # Dataset Management CDW11 bit 2: AD (NVM 3.2.3)
-DLFEAT_READS_ZEROES = 0b001   # Identify Namespace byte 33 DLFEAT bits 2:0
 
 
-def _dealloc_reads_zeroes(ns: "Namespace") -> bool:
-    """Whether deallocated LBAs of ``ns`` read as all bytes 00h (DLFEAT 001b)."""
-    return len(ns._id) > 33 and ns._id[33] & 0x7 == DLFEAT_READS_ZEROES
+def _dlfeat(ns: "Namespace") -> int:
+    """DLFEAT bits 2:0 of ``ns`` (Identify Namespace byte 33): what a deallocated
+    LBA reads as, 001b all 00h, 010b all FFh, 000b not reported."""
+    return ns._id[33] & 0x7 if len(ns._id) > 33 else 0
 
 
 class Verifier:
     """The verification state of one namespace; ``Namespace`` makes it on the
     first command while ``config(verify=True)`` is on."""
 
-    __slots__ = ("nsid", "table", "dealloc_zeroes")
+    __slots__ = ("nsid", "table", "dlfeat")
 
     def __init__(self, namespace: "Namespace") -> None:
         self.nsid = namespace.nsid
         self.table = _core.VerifyTable(namespace.nsid, namespace.nsze, namespace.lba_size)
-        self.dealloc_zeroes = _dealloc_reads_zeroes(namespace)
+        self.dlfeat = _dlfeat(namespace)
 
     def hook(self, opcode: int, buf: Any, lba: int, lba_count: int, **kw: Any) -> Any:
         """Prepare a command about to be submitted; return the ``post(cpl)`` that
@@ -67,7 +67,7 @@ class Verifier:
         if opcode == WRITE_UNCOR:
             return self.table.write_uncorrectable(lba, lba_count)
         if opcode == DSM and kw.get("attribute", 0) & DSM_ATTR_DEALLOCATE:
-            return self.table.deallocate(buf, kw.get("range_count", 1), self.dealloc_zeroes)
+            return self.table.deallocate(buf, kw.get("range_count", 1), self.dlfeat)
         return None
 
     def formatted(self, ns: "Namespace") -> None:
@@ -77,7 +77,7 @@ class Verifier:
             self.table = _core.VerifyTable(ns.nsid, ns.nsze, ns.lba_size)
         else:
             self.table.reset()
-        self.dealloc_zeroes = _dealloc_reads_zeroes(ns)
+        self.dlfeat = _dlfeat(ns)
 
     def reset(self) -> None:
         """Every LBA unknown: after a Sanitize (Base 5.24) or Format NVM sent through

@@ -197,11 +197,14 @@ async def test_deallocate(nvme0, nvme0n1, qpair, verify):
     await nvme0n1.read(qpair, r, 2100, 8)
     await nvme0n1.read(qpair, r, 2300, 8)
     assert r[4 * 512:] == bytes(4 * 512)
-    # The simulator reports DLFEAT 001b: deallocated LBAs read as zeroes.
+    # The simulator reports DLFEAT 001b: deallocated LBAs read as zeroes.  The
+    # command is advisory (NVM 3.2.3): the old data is accepted too, so the
+    # table keeps its CRC32C.
     assert nvme0n1.id_data(33) & 7 == 1
-    assert table(nvme0n1).get(2103) == 1 and table(nvme0n1).get(2101) > 2
+    assert table(nvme0n1).get(2103) > 2 and table(nvme0n1).get(2101) > 2
     nvme0.sim.corrupt(NSID, 2306, offset=3)
-    with pytest.raises(VerifyError, match="LBA 2306: expected zeroes"):
+    with pytest.raises(VerifyError, match="LBA 2306: expected LBA 2306 token .* could also have "
+                                          "read as all 00h"):
         await nvme0n1.read(qpair, r, 2300, 8)
 
 

@@ -156,7 +156,8 @@ uint64_t anv_verify_token(void)
 	static uint64_t counter;
 	uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 
-	return ((uint64_t)(uint32_t)getpid() << 40) | (n & ((1ull << 40) - 1));
+	return (((uint64_t)(uint32_t)getpid() << 40) | (n & ((1ull << 40) - 1))) &
+	       ANV_VERIFY_TOKEN_MASK;
 }
 
 uint32_t anv_verify_get(const struct anv_verify *v, uint64_t lba)
@@ -230,6 +231,22 @@ static inline uint32_t first_nonzero(const uint8_t *p, uint32_t len)
 	return len;
 }
 
+static inline int all_ones(const uint8_t *p, uint32_t len)
+{
+	for (uint32_t i = 0; i + 8 <= len; i += 8)
+		if (le64(p + i) != ~0ull)
+			return 0;
+	return 1;
+}
+
+/* Whether @p is one of the values a Deallocate allowed besides crc[] (@alt). */
+static inline int alt_match(const uint8_t *p, uint32_t len, uint64_t alt)
+{
+	if ((alt & ANV_VERIFY_OR_ZEROES) && first_nonzero(p, len) == len)
+		return 1;
+	return (alt & ANV_VERIFY_OR_ONES) && all_ones(p, len);
+}
+
 uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t slba,
 			    uint64_t nlb, const uint64_t *snap, uint64_t wide,
 			    struct anv_verify_mismatch *m)
@@ -242,12 +259,17 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 		uint64_t lba = slba + i;
 		uint32_t want, got = 0, off = lba_size;
 		uint32_t kind = 0;
+		uint64_t alt;
 
 		/* 0: the chunk was unwritten or a change was in flight at submission. */
 		if (!snap[i])
 			continue;
 		want = __atomic_load_n(&v->crc[lba], __ATOMIC_ACQUIRE);
 		if (want == ANV_VERIFY_UNKNOWN)
+			continue;
+		/* After a Deallocate: the old data, or the value DLFEAT allows. */
+		alt = v->token[lba] & ANV_VERIFY_OR_MASK;
+		if (alt && alt_match(p, lba_size, alt))
 			continue;
 		if (want == ANV_VERIFY_ZEROES) {
 			off = first_nonzero(p, lba_size);
@@ -274,8 +296,9 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 			m->kind = kind;
 			m->expected_crc = want;
 			m->found_crc = got;
+			m->alt = alt;
 			if (kind == ANV_VERIFY_BAD_CRC) {
-				m->expected_token = v->token[lba];
+				m->expected_token = v->token[lba] & ANV_VERIFY_TOKEN_MASK;
 				m->found_lba = le64(p);
 				m->found_token = le64(p + 8);
 			} else if (kind == ANV_VERIFY_BAD_ZEROES) {

@@ -56,7 +56,7 @@ uint64_t __anv_verify_read_begin(struct anv_verify *v, uint64_t slba, uint64_t n
  * Return: the wide sample for __anv_verify_change_end().
  */
 uint64_t __anv_verify_change_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb,
-				   uint64_t *snap)
+				   uint64_t *snap, uint64_t *keep)
 {
 	__anv_verify_chunks_mark(v, slba, nlb);
 	for (uint64_t i = 0; i < nlb; i++) {
@@ -65,9 +65,32 @@ uint64_t __anv_verify_change_begin(struct anv_verify *v, uint64_t slba, uint64_t
 						  __ATOMIC_SEQ_CST);
 
 		snap[i] = old & ANV_VERIFY_BUSY_INFLIGHT ? 0 : old + ANV_VERIFY_BUSY_BEGIN;
+		/* A Deallocate may leave the old state: keep it (valid only when
+		 * no other change was in flight, snap[i] != 0). */
+		if (keep)
+			keep[i] = __atomic_load_n(&v->crc[slba + i], __ATOMIC_RELAXED) |
+				  (v->token[slba + i] & ANV_VERIFY_OR_MASK);
 		__atomic_store_n(&v->crc[slba + i], ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
 	}
 	return sample(v->wide);
+}
+
+/* The state a Deallocate leaves in an LBA that was @keep (crc | OR bits): the
+ * old data or what @alt says (ANV_VERIFY_OR_*).  Returns crc[], sets *@tok. */
+static inline uint32_t dealloc_state(const struct anv_verify *v, uint64_t lba, uint64_t keep,
+				     uint64_t alt, uint64_t *tok)
+{
+	uint32_t c = (uint32_t)keep;
+	uint64_t or_bits = (keep & ANV_VERIFY_OR_MASK) | alt;
+
+	if (c == ANV_VERIFY_UNKNOWN) {
+		*tok = 0;
+		return ANV_VERIFY_UNKNOWN; /* unknown or anything is unknown */
+	}
+	if (c == ANV_VERIFY_ZEROES)
+		or_bits &= ~ANV_VERIFY_OR_ZEROES;
+	*tok = (v->token[lba] & ANV_VERIFY_TOKEN_MASK) | or_bits;
+	return c;
 }
 
 /**
@@ -75,19 +98,26 @@ uint64_t __anv_verify_change_begin(struct anv_verify *v, uint64_t slba, uint64_t
  * @snap/@wide: what __anv_verify_change_begin() returned
  * @ok: it completed successfully (else its effect is unknown)
  * @crc: a Write's per-LBA CRC32C, or NULL: @value for every LBA
- * @token: a Write's token (for reports)
+ * @token: a Write's token (for reports); with @keep, the ANV_VERIFY_OR_* a
+ *	Deallocate adds
+ * @keep: a Deallocate's states from __anv_verify_change_begin(), else NULL
  */
 void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 			     const uint64_t *snap, uint64_t wide, int ok, const uint32_t *crc,
-			     uint32_t value, uint64_t token)
+			     uint32_t value, uint64_t token, const uint64_t *keep)
 {
 	if (ok) {
 		for (uint64_t i = 0; i < nlb; i++) {
+			uint64_t tok = crc ? token : 0;
+			uint32_t c = crc ? crc[i] : value;
+
 			if (!snap[i])
 				continue;
-			if (crc)
-				v->token[slba + i] = token;
-			__atomic_store_n(&v->crc[slba + i], crc ? crc[i] : value, __ATOMIC_RELAXED);
+			if (keep)
+				c = dealloc_state(v, slba + i, keep[i], token, &tok);
+			/* The OR bits live in token[]: every change stores it. */
+			v->token[slba + i] = tok;
+			__atomic_store_n(&v->crc[slba + i], c, __ATOMIC_RELAXED);
 		}
 		/* The results are stored before busy[] and wide are read again: a
 		 * change that begins after the re-read sees this one in flight and

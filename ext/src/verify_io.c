@@ -15,6 +15,19 @@ static inline int changes(const struct anv_verify_io *io)
 	return io->op != ANV_VERIFY_READ;
 }
 
+static inline int deallocates(uint32_t op)
+{
+	return op == ANV_VERIFY_DEALLOC || op == ANV_VERIFY_DEALLOC_ZEROES ||
+	       op == ANV_VERIFY_DEALLOC_ONES;
+}
+
+/* The ANV_VERIFY_OR_* a Deallocate leaves (NVM 3.2.3.2.1; DLFEAT bits 2:0). */
+static inline uint64_t dealloc_or(uint32_t op)
+{
+	return __anv_verify_dealloc_or(op == ANV_VERIFY_DEALLOC_ZEROES ? 1u :
+				       op == ANV_VERIFY_DEALLOC_ONES ? 2u : 0u);
+}
+
 /* LBAs of @r that have busy[] snapshots (a wide range counts in one word). */
 static inline uint64_t tracked(const struct anv_verify_range *r)
 {
@@ -26,7 +39,7 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 				       uint32_t nr)
 {
 	struct anv_verify_io *io;
-	uint64_t ncrc = op == ANV_VERIFY_WRITE ? r[0].nlb : 0, nsnap = 0;
+	uint64_t ncrc = op == ANV_VERIFY_WRITE ? r[0].nlb : 0, nsnap = 0, nkeep;
 	size_t sz;
 
 	if (!nr || (op == ANV_VERIFY_WRITE || op == ANV_VERIFY_READ ? !data || nr != 1 : 0)) {
@@ -44,7 +57,9 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 		errno = EINVAL; /* a Read or Write moves at most 64 Ki LBAs (NLB, NVM 3.2.6) */
 		return NULL;
 	}
-	sz = sizeof(*io) + nsnap * sizeof(uint64_t) + nr * sizeof(*r) + ncrc * sizeof(uint32_t);
+	nkeep = deallocates(op) ? nsnap : 0;
+	sz = sizeof(*io) + (nsnap + nkeep) * sizeof(uint64_t) + nr * sizeof(*r) +
+	     ncrc * sizeof(uint32_t);
 	io = malloc(sz);
 	if (!io)
 		return NULL;
@@ -53,7 +68,8 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 	io->nr = nr;
 	io->data = data;
 	io->snap = (uint64_t *)(io + 1);
-	io->r = (struct anv_verify_range *)(io->snap + nsnap);
+	io->old = nkeep ? io->snap + nsnap : NULL;
+	io->r = (struct anv_verify_range *)(io->snap + nsnap + nkeep);
 	memcpy(io->r, r, nr * sizeof(*r));
 	if (op == ANV_VERIFY_WRITE) {
 		io->crc = (uint32_t *)(io->r + nr);
@@ -75,7 +91,8 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 
 			if (__anv_verify_is_wide(r[k].nlb))
 				continue;
-			w = __anv_verify_change_begin(v, r[k].slba, r[k].nlb, io->snap + s);
+			w = __anv_verify_change_begin(v, r[k].slba, r[k].nlb, io->snap + s,
+						      io->old ? io->old + s : NULL);
 			/* One wide sample for the command: any range that saw a
 			 * wide change in flight makes the whole command unknown. */
 			io->wide = w && io->wide ? w : 0;
@@ -100,12 +117,9 @@ static uint32_t result(const struct anv_verify_io *io, const struct anv_verify_r
 	case ANV_VERIFY_WRITE_UNCOR:
 		/* NVM 3.2.11: reads fail until the LBAs are written. */
 		return ANV_VERIFY_UNCOR;
-	case ANV_VERIFY_DEALLOC_ZEROES:
-		/* DLFEAT 001b (Identify Namespace byte 33, bits 2:0):
-		 * deallocated LBAs read as zeroes. */
-		return ANV_VERIFY_ZEROES;
 	default:
-		/* Deallocated LBAs with DLFEAT 000b read back as anything. */
+		/* A Deallocate's result is its old state plus ANV_VERIFY_OR_*
+		 * (__anv_verify_change_end() with @keep). */
 		(void)r;
 		return ANV_VERIFY_UNKNOWN;
 	}
@@ -130,7 +144,9 @@ uint64_t anv_verify_end(struct anv_verify *v, struct anv_verify_io *io, int ok,
 				continue;
 			__anv_verify_change_end(v, r->slba, r->nlb, io->snap + s, io->wide, ok,
 						io->op == ANV_VERIFY_WRITE ? io->crc : NULL,
-						result(io, r), io->token);
+						result(io, r),
+						io->old ? dealloc_or(io->op) : io->token,
+						io->old ? io->old + s : NULL);
 		}
 		for (uint32_t k = 0; k < io->nr; k++)
 			if (__anv_verify_is_wide(io->r[k].nlb))

@@ -27,6 +27,7 @@ cdef extern from "aionvme/verify.h" nogil:
         ANV_VERIFY_WRITE_UNCOR
         ANV_VERIFY_DEALLOC
         ANV_VERIFY_DEALLOC_ZEROES
+        ANV_VERIFY_DEALLOC_ONES
     enum anv_verify_kind:
         ANV_VERIFY_BAD_CRC
         ANV_VERIFY_BAD_ZEROES
@@ -46,6 +47,7 @@ cdef extern from "aionvme/verify.h" nogil:
         uint64_t found_lba
         uint64_t found_token
         uint32_t value
+        uint64_t alt
     struct anv_verify:
         int fd
         uint32_t nsid
@@ -69,7 +71,7 @@ cdef extern from "aionvme/verify_iow.h" nogil:
     struct anv_verify_iow:
         uint64_t mismatches
     int anv_verify_iow_init(anv_verify_iow *vw, anv_verify *v, uint32_t ncid, uint32_t max_nlb,
-                            int dealloc_zeroes, anv_verify_mismatch *m)
+                            uint32_t dlfeat, anv_verify_mismatch *m)
     void anv_verify_iow_fini(anv_verify_iow *vw)
     int anv_verify_iow_submit(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, uint32_t nlb,
                               uint8_t *data)

@@ -63,6 +63,19 @@
 #define ANV_VERIFY_UNCOR   2u  /* Write Uncorrectable: a read must fail */
 #define ANV_VERIFY_CRC_MIN 3u
 
+/*
+ * Bits 63:62 of token[]: besides what crc[] says, the LBA may also read as
+ * all bytes 00h / FFh.  A Deallocate leaves them (NVM Command Set 1.0,
+ * 3.2.3: the command is advisory, so the controller may keep the data;
+ * 3.2.3.2.1: a deallocated LBA reads as all 00h, all FFh or the data last
+ * written; DLFEAT bits 2:0 narrow that to 00h (001b) or FFh (010b)).  Any
+ * later write clears them.  Tokens use bits 61:0 only.
+ */
+#define ANV_VERIFY_OR_ZEROES (1ull << 63)
+#define ANV_VERIFY_OR_ONES   (1ull << 62)
+#define ANV_VERIFY_OR_MASK   (ANV_VERIFY_OR_ZEROES | ANV_VERIFY_OR_ONES)
+#define ANV_VERIFY_TOKEN_MASK (~ANV_VERIFY_OR_MASK)
+
 #define ANV_VERIFY_STAMP   16u /* bytes 7:0 LBA, 15:8 token, little endian */
 #define ANV_VERIFY_CHUNK_SHIFT 10
 #define ANV_VERIFY_CHUNK   (1u << ANV_VERIFY_CHUNK_SHIFT)
@@ -79,8 +92,10 @@
  * @ANV_VERIFY_WRITE: Write (NVM 3.2.8): stamped, CRC recorded at completion
  * @ANV_VERIFY_WRITE_ZEROES: Write Zeroes (NVM 3.2.10): reads return zeroes
  * @ANV_VERIFY_WRITE_UNCOR: Write Uncorrectable (NVM 3.2.11): reads fail
- * @ANV_VERIFY_DEALLOC: Dataset Management, Attribute - Deallocate (NVM 3.2.3)
- * @ANV_VERIFY_DEALLOC_ZEROES: the same, DLFEAT 001b: reads return zeroes
+ * @ANV_VERIFY_DEALLOC: Dataset Management, Attribute - Deallocate (NVM 3.2.3),
+ *	DLFEAT read behaviour 000b: reads return the old data, zeroes or FFh
+ * @ANV_VERIFY_DEALLOC_ZEROES: the same, DLFEAT 001b: the old data or zeroes
+ * @ANV_VERIFY_DEALLOC_ONES: the same, DLFEAT 010b: the old data or FFh
  */
 enum anv_verify_op {
 	ANV_VERIFY_READ,
@@ -89,6 +104,7 @@ enum anv_verify_op {
 	ANV_VERIFY_WRITE_UNCOR,
 	ANV_VERIFY_DEALLOC,
 	ANV_VERIFY_DEALLOC_ZEROES,
+	ANV_VERIFY_DEALLOC_ONES,
 };
 
 /**
@@ -118,6 +134,8 @@ struct anv_verify_range {
  * @crc: a write's per-LBA CRCs, computed at submission
  * @snap: per LBA of the ranges: busy[] as sampled or set at submission
  *        (0: not checked, or result unknown); unused for wide ranges
+ * @old: a Deallocate's per-LBA state before it (crc[] | token[] bits 63:62),
+ *       which it may leave (ANV_VERIFY_OR_*)
  * @wide: the wide word as sampled at submission (0: a wide change was in flight)
  */
 struct anv_verify_io {
@@ -129,6 +147,7 @@ struct anv_verify_io {
 	struct anv_verify_range *r;
 	uint32_t *crc;
 	uint64_t *snap;
+	uint64_t *old;
 	uint64_t wide;
 };
 
@@ -140,6 +159,7 @@ struct anv_verify_io {
  * @expected_token: the token of the last write (BAD_CRC)
  * @found_lba/@found_token: the stamp found in the data (BAD_CRC)
  * @offset/@value: the first non-zero byte (BAD_ZEROES)
+ * @alt: ANV_VERIFY_OR_* the LBA might also have read as (after a Deallocate)
  */
 struct anv_verify_mismatch {
 	uint64_t lba;
@@ -151,6 +171,7 @@ struct anv_verify_mismatch {
 	uint64_t found_lba;
 	uint64_t found_token;
 	uint32_t value;
+	uint64_t alt;
 };
 
 /**
@@ -278,10 +299,23 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 uint64_t __anv_verify_read_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 				 uint64_t *snap);
 uint64_t __anv_verify_change_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb,
-				   uint64_t *snap);
+				   uint64_t *snap, uint64_t *old);
 void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 			     const uint64_t *snap, uint64_t wide, int ok, const uint32_t *crc,
-			     uint32_t value, uint64_t token);
+			     uint32_t value, uint64_t token, const uint64_t *old);
+
+/* The ANV_VERIFY_OR_* a Deallocate with DLFEAT read behaviour @dlfeat may leave. */
+static inline uint64_t __anv_verify_dealloc_or(uint32_t dlfeat)
+{
+	switch (dlfeat & 7u) {
+	case 1u:
+		return ANV_VERIFY_OR_ZEROES;
+	case 2u:
+		return ANV_VERIFY_OR_ONES;
+	default:
+		return ANV_VERIFY_OR_MASK; /* not reported: 00h, FFh or the old data */
+	}
+}
 uint64_t __anv_verify_wide_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb);
 void __anv_verify_wide_end(struct anv_verify *v, uint64_t slba, uint64_t nlb);
 
