@@ -30,7 +30,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Iterable
 
 from aionvme import _core
-from aionvme.spec.opcodes import DSM, READ, WRITE, WRITE_UNCOR, WRITE_ZEROES
+from aionvme.spec.opcodes import DSM, FLUSH, READ, WRITE, WRITE_UNCOR, WRITE_ZEROES
 
 if TYPE_CHECKING:
     from aionvme.namespace import Namespace
@@ -61,7 +61,9 @@ class Verifier:
         if opcode == READ:
             return self.table.read(buf, lba, lba_count)
         if opcode == WRITE:
-            return self.table.write(buf, lba, lba_count)
+            return self.table.write(buf, lba, lba_count, kw.get("fua", False))
+        if opcode == FLUSH:
+            return self.table.flush()
         if opcode == WRITE_ZEROES:
             return self.table.write_zeroes(lba, lba_count)
         if opcode == WRITE_UNCOR:
@@ -78,6 +80,13 @@ class Verifier:
         else:
             self.table.reset()
         self.dlfeat = _dlfeat(ns)
+
+    def power_lost(self) -> int:
+        """Power went away without a shutdown, with a volatile write cache: an LBA
+        written since the last completed Flush (and not with FUA) may hold the old
+        or the new data, both accepted exactly; every other LBA stays exact
+        (NVM 3.2.4).  Returns how many LBAs are "old or new"."""
+        return int(self.table.power_loss())
 
     def reset(self) -> None:
         """Every LBA unknown: after a Sanitize (Base 5.24) or Format NVM sent through
@@ -106,8 +115,11 @@ def forget_when_done(fut: "asyncio.Future[Any]", namespaces: Iterable["Namespace
 
 def power_lost(namespaces: Iterable["Namespace"], id_ctrl: bytes, shutdown_done: bool) -> None:
     """Power went away: without a completed shutdown, and with a volatile write
-    cache present (Identify Controller byte 525 bit 0, VWC), any LBA written
-    since the last flush may hold old data."""
+    cache present (Identify Controller byte 525 bit 0, VWC), an LBA written
+    since the last completed Flush (and not with FUA) may hold old or new data
+    (Verifier.power_lost); every other LBA stays exact."""
     vwc_present = bool(id_ctrl[525] & 1) if len(id_ctrl) > 525 else True
     if vwc_present and not shutdown_done:
-        forget(namespaces)
+        for ns in list(namespaces):
+            if ns._verifier is not None:
+                ns._verifier.power_lost()

@@ -105,10 +105,23 @@ cdef class VerifyTable:
         """A Read (NVM 3.2.6): check every LBA at successful completion."""
         return self._data(ANV_VERIFY_READ, buf, lba, nlb)
 
-    def write(self, Buffer buf, uint64_t lba, uint64_t nlb):
+    def write(self, Buffer buf, uint64_t lba, uint64_t nlb, bint fua=False):
         """A Write (NVM 3.2.8): stamp each LBA of ``buf`` now, record its CRC32C
-        at successful completion; the LBAs are unknown until then."""
-        return self._data(ANV_VERIFY_WRITE, buf, lba, nlb)
+        at successful completion; the LBAs are unknown until then.  Without
+        ``fua`` (Force Unit Access) it may be lost by a power loss until a Flush."""
+        return self._data(ANV_VERIFY_WRITE_FUA if fua else ANV_VERIFY_WRITE, buf, lba, nlb)
+
+    def flush(self):
+        """A Flush (NVM 3.2.4) about to be submitted: the ``post(cpl)`` that makes
+        every write completed before now durable once it succeeds."""
+        return FlushPost.new(self, anv_verify_flush_begin(&self.v))
+
+    def power_loss(self):
+        """Power was lost abruptly with a volatile write cache: each LBA whose last
+        write was not yet durable reads as that write or as before it from now on
+        (or is unknown, when written twice since it was durable).  Returns how
+        many LBAs were left "new or old"."""
+        return anv_verify_power_loss(&self.v)
 
     cdef object _change(self, anv_verify_op op, uint64_t lba, uint64_t nlb):
         cdef anv_verify_range r
@@ -201,6 +214,27 @@ def verify_error(cls, unsigned int nsid, dict m, str more="", **kw):
                 f"{m['found_lba']} token {m['found_token']:#018x} (CRC32C {m['found_crc']:#010x} "
                 f"instead of {m['expected_crc']:#010x})")
     return cls(f"{where}: {what}{more}", nsid=nsid, lba=lba, expected=expected, found=found, **kw)
+
+
+@cython.final
+cdef class FlushPost:
+    """Completion hook of a Flush: a success makes the writes completed before
+    its submission durable in the table."""
+    cdef VerifyTable table
+    cdef uint64_t g
+
+    @staticmethod
+    cdef FlushPost new(VerifyTable table, uint64_t g):
+        cdef FlushPost p = FlushPost.__new__(FlushPost)
+        p.table = table
+        p.g = g
+        return p
+
+    def __call__(self, Completion cpl):
+        if self.table is not None:
+            anv_verify_flush_end(&self.table.v, self.g, (cpl.raw_status >> 1) == 0)
+            self.table = None
+        return None
 
 
 @cython.no_gc_clear

@@ -49,7 +49,7 @@ void __anv_verify_chunks_mark(struct anv_verify *v, uint64_t slba, uint64_t nlb)
 
 static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size)
 {
-	size_t crc_sz, tok_sz, map_sz, busy_sz;
+	size_t crc_sz, tok_sz, old_sz, wgen_sz, map_sz, busy_sz;
 
 	if (lba_size < 512 || (lba_size & (lba_size - 1)) || !nlba ||
 	    nlba > (1ull << 48)) {
@@ -58,9 +58,11 @@ static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_
 	}
 	crc_sz = page_up(nlba * 4);
 	tok_sz = page_up(nlba * 8);
+	old_sz = page_up(nlba * 8);
+	wgen_sz = page_up(nlba * 4);
 	map_sz = page_up((((nlba + ANV_VERIFY_CHUNK - 1) >> ANV_VERIFY_CHUNK_SHIFT) + 63) / 64 * 8);
 	busy_sz = page_up(nlba * 8);
-	v->data_size = crc_sz + tok_sz + map_sz;
+	v->data_size = crc_sz + tok_sz + old_sz + wgen_sz + map_sz;
 	v->size = v->data_size + busy_sz + PAGE;
 	/* MAP_NORESERVE: the file is sparse; only pages written use memory. */
 	v->base = mmap(NULL, v->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
@@ -71,9 +73,14 @@ static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_
 	}
 	v->crc = (uint32_t *)v->base;
 	v->token = (uint64_t *)(v->base + crc_sz);
-	v->chunks = (uint64_t *)(v->base + crc_sz + tok_sz);
+	v->old = (uint64_t *)(v->base + crc_sz + tok_sz);
+	v->wgen = (uint32_t *)(v->base + crc_sz + tok_sz + old_sz);
+	v->chunks = (uint64_t *)(v->base + crc_sz + tok_sz + old_sz + wgen_sz);
 	v->busy = (uint64_t *)(v->base + v->data_size);
 	v->wide = (uint64_t *)(v->base + v->data_size + busy_sz);
+	v->gen = v->wide + 1;
+	v->durable = v->wide + 2;
+	v->epoch = v->wide + 3;
 	v->nsid = nsid;
 	v->nlba = nlba;
 	v->lba_shift = (uint32_t)__builtin_ctz(lba_size);
@@ -149,6 +156,56 @@ int anv_verify_reset(struct anv_verify *v)
 		return -1;
 	memset(v->base, 0, v->data_size);
 	return 0;
+}
+
+uint64_t anv_verify_flush_begin(struct anv_verify *v)
+{
+	/* seq_cst: a write that completes after this sees the new gen. */
+	return __atomic_add_fetch(v->gen, 1, __ATOMIC_SEQ_CST);
+}
+
+void anv_verify_flush_end(struct anv_verify *v, uint64_t g, int ok)
+{
+	uint64_t d = __atomic_load_n(v->durable, __ATOMIC_RELAXED);
+
+	while (ok && d < g &&
+	       !__atomic_compare_exchange_n(v->durable, &d, g, 0, __ATOMIC_SEQ_CST,
+					    __ATOMIC_RELAXED))
+		;
+}
+
+uint64_t anv_verify_power_loss(struct anv_verify *v)
+{
+	uint64_t d = __atomic_load_n(v->durable, __ATOMIC_SEQ_CST), either = 0;
+	uint64_t nchunks = (v->nlba + ANV_VERIFY_CHUNK - 1) >> ANV_VERIFY_CHUNK_SHIFT;
+	uint64_t g = __atomic_add_fetch(v->gen, 1, __ATOMIC_SEQ_CST);
+
+	__atomic_add_fetch(v->epoch, 1, __ATOMIC_SEQ_CST);
+
+	for (uint64_t c = 0; c < nchunks; c++) {
+		uint64_t lba = c << ANV_VERIFY_CHUNK_SHIFT;
+		uint64_t end = lba + ANV_VERIFY_CHUNK < v->nlba ? lba + ANV_VERIFY_CHUNK : v->nlba;
+
+		if (!chunk_written(v, lba))
+			continue;
+		for (; lba < end; lba++) {
+			uint32_t w = v->wgen[lba];
+
+			if ((w & ANV_VERIFY_WGEN_MASK) <= d)
+				continue; /* durable: exact */
+			if ((w & ANV_VERIFY_WGEN_MULTI) || v->crc[lba] == ANV_VERIFY_UNKNOWN) {
+				v->crc[lba] = ANV_VERIFY_UNKNOWN;
+				v->wgen[lba] = 0;
+				continue;
+			}
+			/* The cached write, or the state before it. */
+			v->wgen[lba] = ANV_VERIFY_WGEN_EITHER | (uint32_t)(g & ANV_VERIFY_WGEN_MASK);
+			either++;
+		}
+	}
+	/* What the media holds now is all durable; later writes are above g. */
+	__atomic_store_n(v->durable, g, __ATOMIC_SEQ_CST);
+	return either;
 }
 
 uint64_t anv_verify_token(void)
@@ -247,6 +304,25 @@ static inline int alt_match(const uint8_t *p, uint32_t len, uint64_t alt)
 	return (alt & ANV_VERIFY_OR_ONES) && all_ones(p, len);
 }
 
+/* Whether the LBA data @p is what the state @old (crc | OR bits) allows. */
+static inline int matches_old(const struct anv_verify *v, const uint8_t *p, uint64_t old)
+{
+	uint32_t lba_size = 1u << v->lba_shift, c = (uint32_t)old, got;
+
+	if (c == ANV_VERIFY_UNKNOWN)
+		return 1;
+	if ((old & ANV_VERIFY_OR_MASK) && alt_match(p, lba_size, old & ANV_VERIFY_OR_MASK))
+		return 1;
+	if (c == ANV_VERIFY_ZEROES)
+		return first_nonzero(p, lba_size) == lba_size;
+	if (c == ANV_VERIFY_UNCOR)
+		return 0; /* it would have failed the read */
+	got = anv_crc32c_plan_run(&v->plan, p);
+	if (got < ANV_VERIFY_CRC_MIN)
+		got = ~got;
+	return got == c;
+}
+
 uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t slba,
 			    uint64_t nlb, const uint64_t *snap, uint64_t wide,
 			    struct anv_verify_mismatch *m)
@@ -286,6 +362,11 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 			if (got != want)
 				kind = ANV_VERIFY_BAD_CRC;
 		}
+		/* Since a power loss the LBA may hold the state before its last
+		 * cached write (the top of verify.h): that is checked exactly too. */
+		if (kind && (v->wgen[lba] & ANV_VERIFY_WGEN_EITHER) &&
+		    matches_old(v, p, v->old[lba]))
+			continue;
 		/* A change that began while the read was outstanding may have
 		 * landed before or after it: no alarm (NVMe 1.3c, 6.3). */
 		if (!kind || disturbed(v, lba, snap[i], wide))

@@ -65,10 +65,10 @@ uint64_t __anv_verify_change_begin(struct anv_verify *v, uint64_t slba, uint64_t
 						  __ATOMIC_SEQ_CST);
 
 		snap[i] = old & ANV_VERIFY_BUSY_INFLIGHT ? 0 : old + ANV_VERIFY_BUSY_BEGIN;
-		/* A Deallocate may leave the old state: keep it (valid only when
-		 * no other change was in flight, snap[i] != 0). */
-		if (keep)
-			keep[i] = __atomic_load_n(&v->crc[slba + i], __ATOMIC_RELAXED) |
+		/* A Deallocate may leave the old state, a cached write may fall
+		 * back to it: keep it (valid only when no other change was in
+		 * flight, snap[i] != 0). */
+		keep[i] = __atomic_load_n(&v->crc[slba + i], __ATOMIC_RELAXED) |
 				  (v->token[slba + i] & ANV_VERIFY_OR_MASK);
 		__atomic_store_n(&v->crc[slba + i], ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
 	}
@@ -102,10 +102,39 @@ static inline uint32_t dealloc_state(const struct anv_verify *v, uint64_t lba, u
  *	Deallocate adds
  * @keep: a Deallocate's states from __anv_verify_change_begin(), else NULL
  */
+/*
+ * A write of @lba into the volatile write cache completed (the top of
+ * verify.h, "Power loss"): the state it replaced (@keep) is what the LBA
+ * falls back to if power is lost before the next Flush, unless the LBA was
+ * already waiting for one (then an intermediate write could survive too).
+ */
+static inline void cached(struct anv_verify *v, uint64_t lba, uint64_t keep, int how)
+{
+	uint32_t w = v->wgen[lba], d, gen;
+
+	if (how == ANV_VERIFY_CHG_FUA) {
+		v->wgen[lba] = 0;
+		return;
+	}
+	gen = (uint32_t)((__atomic_load_n(v->gen, __ATOMIC_SEQ_CST) + 1) & ANV_VERIFY_WGEN_MASK);
+	d = (uint32_t)(__atomic_load_n(v->durable, __ATOMIC_ACQUIRE) & ANV_VERIFY_WGEN_MASK);
+	if ((w & ANV_VERIFY_WGEN_MASK) <= d && !(w & ANV_VERIFY_WGEN_EITHER)) {
+		v->old[lba] = keep;
+		v->wgen[lba] = gen;
+	} else {
+		v->wgen[lba] = gen | ANV_VERIFY_WGEN_MULTI;
+	}
+}
+
 void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 			     const uint64_t *snap, uint64_t wide, int ok, const uint32_t *crc,
-			     uint32_t value, uint64_t token, const uint64_t *keep)
+			     uint32_t value, uint64_t token, const uint64_t *keep, int how,
+			     uint64_t epoch)
 {
+	/* Begun before a power loss, completed after it: the device may have
+	 * undone it (the top of verify.h). */
+	if (epoch != __anv_verify_epoch(v))
+		ok = 0;
 	if (ok) {
 		for (uint64_t i = 0; i < nlb; i++) {
 			uint64_t tok = crc ? token : 0;
@@ -113,8 +142,10 @@ void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 
 			if (!snap[i])
 				continue;
-			if (keep)
+			if (how == ANV_VERIFY_CHG_DEALLOC)
 				c = dealloc_state(v, slba + i, keep[i], token, &tok);
+			else
+				cached(v, slba + i, keep[i], how);
 			/* The OR bits live in token[]: every change stores it. */
 			v->token[slba + i] = tok;
 			__atomic_store_n(&v->crc[slba + i], c, __ATOMIC_RELAXED);

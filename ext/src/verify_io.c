@@ -21,6 +21,14 @@ static inline int deallocates(uint32_t op)
 	       op == ANV_VERIFY_DEALLOC_ONES;
 }
 
+/* What a change is to the volatile write cache (__anv_verify_change_end()). */
+static inline int how(uint32_t op)
+{
+	if (deallocates(op))
+		return ANV_VERIFY_CHG_DEALLOC;
+	return op == ANV_VERIFY_WRITE_FUA ? ANV_VERIFY_CHG_FUA : ANV_VERIFY_CHG_CACHED;
+}
+
 /* The ANV_VERIFY_OR_* a Deallocate leaves (NVM 3.2.3.2.1; DLFEAT bits 2:0). */
 static inline uint64_t dealloc_or(uint32_t op)
 {
@@ -39,10 +47,11 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 				       uint32_t nr)
 {
 	struct anv_verify_io *io;
-	uint64_t ncrc = op == ANV_VERIFY_WRITE ? r[0].nlb : 0, nsnap = 0, nkeep;
+	int write = op == ANV_VERIFY_WRITE || op == ANV_VERIFY_WRITE_FUA;
+	uint64_t ncrc = write ? r[0].nlb : 0, nsnap = 0, nkeep;
 	size_t sz;
 
-	if (!nr || (op == ANV_VERIFY_WRITE || op == ANV_VERIFY_READ ? !data || nr != 1 : 0)) {
+	if (!nr || (write || op == ANV_VERIFY_READ ? !data || nr != 1 : 0)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -53,11 +62,11 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 		}
 		nsnap += tracked(&r[k]);
 	}
-	if ((op == ANV_VERIFY_READ || op == ANV_VERIFY_WRITE) && !nsnap) {
+	if ((op == ANV_VERIFY_READ || write) && !nsnap) {
 		errno = EINVAL; /* a Read or Write moves at most 64 Ki LBAs (NLB, NVM 3.2.6) */
 		return NULL;
 	}
-	nkeep = deallocates(op) ? nsnap : 0;
+	nkeep = op != ANV_VERIFY_READ ? nsnap : 0;
 	sz = sizeof(*io) + (nsnap + nkeep) * sizeof(uint64_t) + nr * sizeof(*r) +
 	     ncrc * sizeof(uint32_t);
 	io = malloc(sz);
@@ -67,11 +76,12 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 	io->op = op;
 	io->nr = nr;
 	io->data = data;
+	io->epoch = __anv_verify_epoch(v);
 	io->snap = (uint64_t *)(io + 1);
 	io->old = nkeep ? io->snap + nsnap : NULL;
 	io->r = (struct anv_verify_range *)(io->snap + nsnap + nkeep);
 	memcpy(io->r, r, nr * sizeof(*r));
-	if (op == ANV_VERIFY_WRITE) {
+	if (write) {
 		io->crc = (uint32_t *)(io->r + nr);
 		io->token = anv_verify_token();
 		__anv_verify_stamp(v, data, r[0].slba, r[0].nlb, io->token, io->crc);
@@ -143,10 +153,9 @@ uint64_t anv_verify_end(struct anv_verify *v, struct anv_verify_io *io, int ok,
 			if (__anv_verify_is_wide(r->nlb))
 				continue;
 			__anv_verify_change_end(v, r->slba, r->nlb, io->snap + s, io->wide, ok,
-						io->op == ANV_VERIFY_WRITE ? io->crc : NULL,
-						result(io, r),
-						io->old ? dealloc_or(io->op) : io->token,
-						io->old ? io->old + s : NULL);
+						io->crc, result(io, r),
+						deallocates(io->op) ? dealloc_or(io->op) : io->token,
+						io->old + s, how(io->op), io->epoch);
 		}
 		for (uint32_t k = 0; k < io->nr; k++)
 			if (__anv_verify_is_wide(io->r[k].nlb))

@@ -28,6 +28,7 @@ cdef extern from "aionvme/verify.h" nogil:
         ANV_VERIFY_DEALLOC
         ANV_VERIFY_DEALLOC_ZEROES
         ANV_VERIFY_DEALLOC_ONES
+        ANV_VERIFY_WRITE_FUA
     enum anv_verify_kind:
         ANV_VERIFY_BAD_CRC
         ANV_VERIFY_BAD_ZEROES
@@ -65,6 +66,9 @@ cdef extern from "aionvme/verify.h" nogil:
                                     const anv_verify_range *r, uint32_t nr)
     uint64_t anv_verify_end(anv_verify *v, anv_verify_io *io, int ok,
                             anv_verify_mismatch *m)
+    uint64_t anv_verify_flush_begin(anv_verify *v)
+    void anv_verify_flush_end(anv_verify *v, uint64_t g, int ok)
+    uint64_t anv_verify_power_loss(anv_verify *v)
 
 
 cdef extern from "aionvme/verify_iow.h" nogil:

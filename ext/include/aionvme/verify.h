@@ -8,9 +8,28 @@
  *
  *   crc[nlba]     uint32_t: ANV_VERIFY_UNKNOWN, a sentinel, or the CRC32C
  *   token[nlba]   uint64_t: the write token stamped in the LBA (for reports)
+ *                 and the ANV_VERIFY_OR_* bits
+ *   old[nlba]     uint64_t: the state (crc | OR bits) the LBA had when it was
+ *                 last durable, kept while a cached write may still be lost
+ *   wgen[nlba]    uint32_t: the write generation (power loss, below)
  *   chunk bitmap  one bit per ANV_VERIFY_CHUNK LBAs: "this chunk was written"
  *   busy[nlba]    uint64_t: changes of the LBA begun and in flight (below)
- *   wide          uint64_t, one page: the same for changes too long for busy[]
+ *   wide          uint64_t, one page: the same for changes too long for busy[];
+ *                 then gen, durable and epoch (power loss, below)
+ *
+ * Power loss.  A write completed into a volatile write cache may be lost by
+ * an abrupt power loss until a Flush submitted after its completion has
+ * completed (NVM 3.2.4 Flush); a write with FUA is durable at completion
+ * (NVM 3.2.8, cdw12 bit 30).  gen counts Flushes submitted; a cached write's
+ * completion stores wgen = gen + 1 in its LBAs; a Flush submission takes
+ * g = ++gen, its completion raises durable to g.  An LBA whose wgen is above
+ * durable may lose its last write: anv_verify_power_loss() leaves it "the
+ * new data or old[]" (ANV_VERIFY_WGEN_EITHER), both checked exactly, or
+ * unknown when it was written twice since it was last durable (an
+ * intermediate write could have survived: ANV_VERIFY_WGEN_MULTI).  Every
+ * other LBA must read exactly as before the power loss.  epoch counts power
+ * losses: a change begun before one and completed after it (a worker
+ * reaping a CQE posted just before) leaves its LBAs unknown.
  *
  * The file is sized with ftruncate() and so has pages only where written:
  * an 8 TB namespace of 512-byte LBAs maps 320 GiB of address space but
@@ -57,6 +76,11 @@
 
 #include "aionvme/crc32c.h"
 
+/* wgen[]: bits 29:0 the generation (0: durable, FUA or never written). */
+#define ANV_VERIFY_WGEN_MASK   ((1u << 30) - 1)
+#define ANV_VERIFY_WGEN_MULTI  (1u << 30) /* written again before it was durable */
+#define ANV_VERIFY_WGEN_EITHER (1u << 31) /* since a power loss: crc[] or old[] */
+
 /* Values of crc[]; a CRC32C that equals a sentinel is stored inverted. */
 #define ANV_VERIFY_UNKNOWN 0u  /* never written, or content undefined: no check */
 #define ANV_VERIFY_ZEROES  1u  /* reads return all bytes 00h */
@@ -90,6 +114,7 @@
  * enum anv_verify_op - what a command does to the table
  * @ANV_VERIFY_READ: Read (NVM 3.2.6): checked at completion
  * @ANV_VERIFY_WRITE: Write (NVM 3.2.8): stamped, CRC recorded at completion
+ * @ANV_VERIFY_WRITE_FUA: the same with Force Unit Access: durable at completion
  * @ANV_VERIFY_WRITE_ZEROES: Write Zeroes (NVM 3.2.10): reads return zeroes
  * @ANV_VERIFY_WRITE_UNCOR: Write Uncorrectable (NVM 3.2.11): reads fail
  * @ANV_VERIFY_DEALLOC: Dataset Management, Attribute - Deallocate (NVM 3.2.3),
@@ -105,6 +130,7 @@ enum anv_verify_op {
 	ANV_VERIFY_DEALLOC,
 	ANV_VERIFY_DEALLOC_ZEROES,
 	ANV_VERIFY_DEALLOC_ONES,
+	ANV_VERIFY_WRITE_FUA,
 };
 
 /**
@@ -149,6 +175,7 @@ struct anv_verify_io {
 	uint64_t *snap;
 	uint64_t *old;
 	uint64_t wide;
+	uint64_t epoch;
 };
 
 /**
@@ -180,7 +207,8 @@ struct anv_verify_mismatch {
  * @fd: the memfd; owned (a worker maps it through anv_verify_attach())
  * @nsid/@nlba/@lba_shift: the namespace and its current LBA format
  * @base/@size: the MAP_SHARED mapping of the whole file
- * @crc/@token/@chunks/@busy/@wide: its parts (see the top of this file)
+ * @crc/@token/@old/@wgen/@chunks/@busy/@wide/@gen/@durable/@epoch: its parts (see
+ *	the top of this file)
  * @data_size: bytes of crc[], token[] and the chunk bitmap (what a reset clears)
  * @plan: CRC32C of one LBA
  * @head/@tail: struct anv_verify_io in order of submission
@@ -197,6 +225,11 @@ struct anv_verify {
 	uint64_t *chunks;
 	uint64_t *busy;
 	uint64_t *wide;
+	uint64_t *old;
+	uint32_t *wgen;
+	uint64_t *gen;
+	uint64_t *durable;
+	uint64_t *epoch;
 	size_t data_size;
 	struct anv_crc32c_plan plan;
 	struct anv_verify_io *head, *tail;
@@ -286,6 +319,29 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 uint64_t anv_verify_end(struct anv_verify *v, struct anv_verify_io *io, int ok,
 			struct anv_verify_mismatch *m);
 
+/**
+ * anv_verify_flush_begin() - a Flush of the namespace is about to be submitted
+ *
+ * Return: its generation, for anv_verify_flush_end().
+ */
+uint64_t anv_verify_flush_begin(struct anv_verify *v);
+
+/**
+ * anv_verify_flush_end() - the Flush of generation @g completed
+ * @ok: successfully: every write completed before its submission is durable
+ */
+void anv_verify_flush_end(struct anv_verify *v, uint64_t g, int ok);
+
+/**
+ * anv_verify_power_loss() - power was lost abruptly with a volatile write cache
+ *
+ * Each LBA whose last write may be lost reads as that write or old[] from now
+ * on, or is unknown (see the top of this file).  No command may be in flight.
+ *
+ * Return: the number of LBAs left "new or old" (the unknown ones not counted).
+ */
+uint64_t anv_verify_power_loss(struct anv_verify *v);
+
 /* Internals shared by verify.c, verify_inflight.c, verify_io.c and verify_iow.c. */
 void __anv_verify_set(struct anv_verify *v, uint64_t slba, uint64_t nlb, uint32_t value);
 void __anv_verify_chunks_mark(struct anv_verify *v, uint64_t slba, uint64_t nlb);
@@ -300,9 +356,22 @@ uint64_t __anv_verify_read_begin(struct anv_verify *v, uint64_t slba, uint64_t n
 				 uint64_t *snap);
 uint64_t __anv_verify_change_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 				   uint64_t *snap, uint64_t *old);
+/* __anv_verify_change_end() @how: what the change is to the write cache. */
+enum {
+	ANV_VERIFY_CHG_DEALLOC = 0, /* a Deallocate: @keep is its old states; wgen kept */
+	ANV_VERIFY_CHG_CACHED,      /* a write into the cache: @keep becomes old[] */
+	ANV_VERIFY_CHG_FUA,         /* a write durable at completion */
+};
 void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 			     const uint64_t *snap, uint64_t wide, int ok, const uint32_t *crc,
-			     uint32_t value, uint64_t token, const uint64_t *old);
+			     uint32_t value, uint64_t token, const uint64_t *keep, int how,
+			     uint64_t epoch);
+
+/* The power loss epoch a change begins in (for __anv_verify_change_end()). */
+static inline uint64_t __anv_verify_epoch(const struct anv_verify *v)
+{
+	return __atomic_load_n(v->epoch, __ATOMIC_SEQ_CST);
+}
 
 /* The ANV_VERIFY_OR_* a Deallocate with DLFEAT read behaviour @dlfeat may leave. */
 static inline uint64_t __anv_verify_dealloc_or(uint32_t dlfeat)

@@ -24,7 +24,8 @@
  * @op/@lba/@nlb/@wide/@token: per CID, the command in flight (@op 0: none)
  * @snap: per CID, @max_nlb busy[] snapshots
  * @crc: per CID, @max_nlb CRC32C of a write's data
- * @keep: per CID, @max_nlb states a Deallocate may leave
+ * @keep: per CID, @max_nlb states a change replaces
+ * @epoch: per CID, the power loss epoch the command began in
  * @m: where the first mismatch is described (the shared statistics block)
  * @mismatches: reads that failed the check
  */
@@ -41,6 +42,7 @@ struct anv_verify_iow {
 	uint64_t *snap;
 	uint32_t *crc;
 	uint64_t *keep;
+	uint64_t *epoch;
 	struct anv_verify_mismatch *m;
 	uint64_t mismatches;
 };
