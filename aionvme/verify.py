@@ -27,9 +27,13 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import weakref
 from typing import TYPE_CHECKING, Any, Iterable
 
 from aionvme import _core
+from aionvme.exceptions import InterfaceError
 from aionvme.spec.opcodes import DSM, FLUSH, READ, WRITE, WRITE_UNCOR, WRITE_ZEROES
 
 if TYPE_CHECKING:
@@ -44,6 +48,10 @@ def _dlfeat(ns: "Namespace") -> int:
     return ns._id[33] & 0x7 if len(ns._id) > 33 else 0
 
 
+# Namespaces that have a table, for save()/load() without a namespace named.
+_LIVE: "weakref.WeakSet[Namespace]" = weakref.WeakSet()
+
+
 class Verifier:
     """The verification state of one namespace; ``Namespace`` makes it on the
     first command while ``config(verify=True)`` is on."""
@@ -54,6 +62,7 @@ class Verifier:
         self.nsid = namespace.nsid
         self.table = _core.VerifyTable(namespace.nsid, namespace.nsze, namespace.lba_size)
         self.dlfeat = _dlfeat(namespace)
+        _LIVE.add(namespace)
 
     def hook(self, opcode: int, buf: Any, lba: int, lba_count: int, **kw: Any) -> Any:
         """Prepare a command about to be submitted; return the ``post(cpl)`` that
@@ -123,3 +132,71 @@ def power_lost(namespaces: Iterable["Namespace"], id_ctrl: bytes, shutdown_done:
         for ns in list(namespaces):
             if ns._verifier is not None:
                 ns._verifier.power_lost()
+
+def _identity(ns: "Namespace") -> bytes:
+    """What a saved table is checked against: the controller's Serial Number and
+    Model Number (Identify Controller bytes 23:4, 63:24), the NSID, and the
+    namespace's NGUID and EUI64 (Identify Namespace bytes 119:104, 127:120)."""
+    ctrl = bytes(getattr(ns.nvme, "_id_ctrl", b""))[4:64]
+    return ctrl + ns.nsid.to_bytes(4, "little") + bytes(ns._id[104:128])
+
+
+def _the_namespace(namespace: "Namespace | None", verb: str) -> "Namespace":
+    if namespace is not None:
+        return namespace
+    live = [ns for ns in _LIVE if ns._verifier is not None]
+    if len(live) != 1:
+        raise InterfaceError(f"{verb}: {len(live)} namespaces have a verify table; name one "
+                             f"with namespace=")
+    return live[0]
+
+
+def save(path: "str | os.PathLike[str]", namespace: "Namespace | None" = None) -> None:
+    """Write the verify table of ``namespace`` (by default the only namespace that
+    has one) to the file ``path``, so that a later test process can ``load()``
+    it and verify everything written before.  LBAs with a change in flight are
+    saved unknown.  The file is sparse, as the table is.
+
+    Example:
+        >>> aionvme.verify.save("/var/tmp/ns1.verify", nvme0n1)
+        ... # power cycle the drive, restart the test process, then:
+        >>> aionvme.verify.load("/var/tmp/ns1.verify", nvme0n1)
+    """
+    ns = _the_namespace(namespace, "save")
+    verifier = ns._current_verifier()
+    if verifier is None:
+        raise InterfaceError("save: verification is off (aionvme.config(verify=True))")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        verifier.table.save(fd, _identity(ns))
+    finally:
+        os.close(fd)
+
+
+def load(path: "str | os.PathLike[str]", namespace: "Namespace | None" = None, *,
+         power_lost: bool = False) -> None:
+    """Replace the verify table of ``namespace`` with the one ``save()`` wrote to
+    ``path``.  The file must have been saved for this namespace of this drive
+    (serial number, NSID, NGUID/EUI64) in its current LBA format.  With
+    ``power_lost``, the drive lost power abruptly (with its volatile write cache)
+    since the save: what was not yet flushed then reads as old or new."""
+    ns = _the_namespace(namespace, "load")
+    verifier = ns._current_verifier()
+    if verifier is None:
+        raise InterfaceError("load: verification is off (aionvme.config(verify=True))")
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        verifier.table.load(fd, _identity(ns))
+    except OSError as e:
+        why = {"ESTALE": "it was saved for another namespace or drive",
+               "EINVAL": f"it was saved for another geometry than {ns.nsze} LBAs of "
+                         f"{ns.lba_size} bytes",
+               "EBADMSG": "it is not a saved verify table"}
+        name = errno.errorcode.get(e.errno or 0, "")
+        if name in why:
+            raise InterfaceError(f"load: {path}: {why[name]}") from e
+        raise
+    finally:
+        os.close(fd)
+    if power_lost:
+        verifier.power_lost()

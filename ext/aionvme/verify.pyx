@@ -69,6 +69,26 @@ cdef class VerifyTable:
         if anv_verify_reset(&self.v) < 0:
             raise convert_errno(f"resetting the verify table of namespace {self.v.nsid}")
 
+    def save(self, int fd, bytes ident):
+        """Write the table to the regular file ``fd`` (truncated; sparse); ``ident``
+        (at most 256 bytes) names the namespace for load().  LBAs with a change
+        in flight are saved unknown."""
+        cdef uint8_t id_[256]
+        memset(id_, 0, 256)
+        memcpy(id_, <const char *>ident, min(len(ident), 256))
+        if anv_verify_save(&self.v, fd, id_) < 0:
+            raise convert_errno(f"saving the verify table of namespace {self.v.nsid}")
+
+    def load(self, int fd, bytes ident):
+        """Replace the contents with the table saved in ``fd``; raises OSError with
+        errno ESTALE if it was saved for another namespace (``ident``), EINVAL if
+        for another geometry, EBADMSG if it is no saved table."""
+        cdef uint8_t id_[256]
+        memset(id_, 0, 256)
+        memcpy(id_, <const char *>ident, min(len(ident), 256))
+        if anv_verify_load(&self.v, fd, id_) < 0:
+            raise convert_errno(f"loading the verify table of namespace {self.v.nsid}")
+
     def get(self, uint64_t lba):
         """The entry of ``lba``: 0 unknown, 1 zeroes, 2 uncorrectable, else a CRC32C."""
         return anv_verify_get(&self.v, lba)

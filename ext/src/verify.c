@@ -158,6 +158,112 @@ int anv_verify_reset(struct anv_verify *v)
 	return 0;
 }
 
+/* Copy [@off, @off + @len) of @from to @to at @off + @shift, skipping holes. */
+static int copy_sparse(int from, int to, off_t off, off_t len, off_t to_off)
+{
+	off_t end = off + len;
+	static uint8_t buf[1 << 16];
+
+	while (off < end) {
+		off_t data = lseek(from, off, SEEK_DATA), hole;
+
+		if (data < 0) {
+			if (errno == ENXIO)
+				return 0; /* only a hole is left */
+			return -1;
+		}
+		if (data >= end)
+			return 0;
+		hole = lseek(from, data, SEEK_HOLE);
+		if (hole < 0)
+			return -1;
+		if (hole > end)
+			hole = end;
+		for (off = data; off < hole;) {
+			size_t n = (size_t)(hole - off) < sizeof(buf) ? (size_t)(hole - off) : sizeof(buf);
+			ssize_t r = pread(from, buf, n, off);
+
+			if (r <= 0) {
+				if (r == 0)
+					errno = EIO;
+				return -1;
+			}
+			if (pwrite(to, buf, (size_t)r, off - to_off) != r)
+				return -1;
+			off += r;
+		}
+	}
+	return 0;
+}
+
+int anv_verify_save(struct anv_verify *v, int fd, const uint8_t *id)
+{
+	struct anv_verify_file h;
+	uint64_t nchunks = (v->nlba + ANV_VERIFY_CHUNK - 1) >> ANV_VERIFY_CHUNK_SHIFT;
+	uint32_t unknown = ANV_VERIFY_UNKNOWN;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = ANV_VERIFY_FILE_MAGIC;
+	h.version = ANV_VERIFY_FILE_VERSION;
+	h.nsid = v->nsid;
+	h.nlba = v->nlba;
+	h.lba_size = 1u << v->lba_shift;
+	h.data_size = v->data_size;
+	h.gen = __atomic_load_n(v->gen, __ATOMIC_SEQ_CST);
+	h.durable = __atomic_load_n(v->durable, __ATOMIC_SEQ_CST);
+	memcpy(h.id, id, sizeof(h.id));
+	if (__atomic_load_n(v->wide, __ATOMIC_SEQ_CST) & ANV_VERIFY_BUSY_INFLIGHT) {
+		errno = EBUSY; /* a huge Deallocate is in flight: its LBAs are not known */
+		return -1;
+	}
+	if (ftruncate(fd, 0) < 0 ||
+	    ftruncate(fd, (off_t)(ANV_VERIFY_FILE_DATA + v->data_size)) < 0 ||
+	    pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return -1;
+	if (copy_sparse(v->fd, fd, 0, (off_t)v->data_size, -(off_t)ANV_VERIFY_FILE_DATA) < 0)
+		return -1;
+	/* What is in flight now has no result the file could know. */
+	for (uint64_t c = 0; c < nchunks; c++) {
+		uint64_t lba = c << ANV_VERIFY_CHUNK_SHIFT;
+		uint64_t end = lba + ANV_VERIFY_CHUNK < v->nlba ? lba + ANV_VERIFY_CHUNK : v->nlba;
+
+		if (!chunk_written(v, lba))
+			continue;
+		for (; lba < end; lba++)
+			if (__atomic_load_n(&v->busy[lba], __ATOMIC_SEQ_CST) & ANV_VERIFY_BUSY_INFLIGHT &&
+			    pwrite(fd, &unknown, 4, (off_t)(ANV_VERIFY_FILE_DATA + lba * 4)) != 4)
+				return -1;
+	}
+	return fsync(fd);
+}
+
+int anv_verify_load(struct anv_verify *v, int fd, const uint8_t *id)
+{
+	struct anv_verify_file h;
+
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != ANV_VERIFY_FILE_MAGIC ||
+	    h.version != ANV_VERIFY_FILE_VERSION) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (h.nlba != v->nlba || h.lba_size != 1u << v->lba_shift || h.data_size != v->data_size) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (memcmp(h.id, id, sizeof(h.id))) {
+		errno = ESTALE;
+		return -1;
+	}
+	if (anv_verify_reset(v) < 0)
+		return -1;
+	if (copy_sparse(fd, v->fd, ANV_VERIFY_FILE_DATA, (off_t)v->data_size,
+			ANV_VERIFY_FILE_DATA) < 0)
+		return -1;
+	__atomic_store_n(v->gen, h.gen, __ATOMIC_SEQ_CST);
+	__atomic_store_n(v->durable, h.durable, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
 uint64_t anv_verify_flush_begin(struct anv_verify *v)
 {
 	/* seq_cst: a write that completes after this sees the new gen. */

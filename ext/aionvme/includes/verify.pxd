@@ -69,6 +69,8 @@ cdef extern from "aionvme/verify.h" nogil:
     uint64_t anv_verify_flush_begin(anv_verify *v)
     void anv_verify_flush_end(anv_verify *v, uint64_t g, int ok)
     uint64_t anv_verify_power_loss(anv_verify *v)
+    int anv_verify_save(anv_verify *v, int fd, const uint8_t *id)
+    int anv_verify_load(anv_verify *v, int fd, const uint8_t *id)
 
 
 cdef extern from "aionvme/verify_iow.h" nogil:

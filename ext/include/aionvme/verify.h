@@ -342,6 +342,53 @@ void anv_verify_flush_end(struct anv_verify *v, uint64_t g, int ok);
  */
 uint64_t anv_verify_power_loss(struct anv_verify *v);
 
+/**
+ * struct anv_verify_file - the header of a table saved by anv_verify_save()
+ * @magic: ANV_VERIFY_FILE_MAGIC; @version: ANV_VERIFY_FILE_VERSION
+ * @nsid/@nlba/@lba_size: the geometry
+ * @data_size: bytes of the table's data part that follow, at offset
+ *	ANV_VERIFY_FILE_DATA (sparse: holes are unknown LBAs)
+ * @gen/@durable: the write generations (power loss)
+ * @id: what identifies the namespace (the caller's: serial number, NGUID ...)
+ */
+#define ANV_VERIFY_FILE_MAGIC 0x4659564e41ull /* "ANVYF" */
+#define ANV_VERIFY_FILE_VERSION 1u
+#define ANV_VERIFY_FILE_DATA 4096u
+struct anv_verify_file {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t nsid;
+	uint64_t nlba;
+	uint32_t lba_size;
+	uint32_t pad;
+	uint64_t data_size;
+	uint64_t gen;
+	uint64_t durable;
+	uint8_t id[256];
+};
+
+/**
+ * anv_verify_save() - write the table to @fd (a regular file, truncated)
+ * @id: 256 bytes that identify the namespace, checked by anv_verify_load()
+ *
+ * LBAs with a change in flight (in any process) are saved unknown.  The
+ * file is sparse where the table is.
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_verify_save(struct anv_verify *v, int fd, const uint8_t *id);
+
+/**
+ * anv_verify_load() - replace the table's contents with those saved in @fd
+ * @id: must equal the saved one (else errno ESTALE); the geometry must too
+ *	(else EINVAL)
+ *
+ * No command may be in flight on the table.
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_verify_load(struct anv_verify *v, int fd, const uint8_t *id);
+
 /* Internals shared by verify.c, verify_inflight.c, verify_io.c and verify_iow.c. */
 void __anv_verify_set(struct anv_verify *v, uint64_t slba, uint64_t nlb, uint32_t value);
 void __anv_verify_chunks_mark(struct anv_verify *v, uint64_t slba, uint64_t nlb);
