@@ -82,13 +82,19 @@ class Verifier:
         return None
 
     def formatted(self, ns: "Namespace") -> None:
-        """After Format NVM (Base 5.14): user data is undefined, the LBA format may
-        have changed.  ``ns`` has read its Identify Namespace data again."""
+        """After Format NVM (Base 5.14), whose completion already made the table
+        erased(): the LBA format may have changed.  ``ns`` has read its Identify
+        Namespace data again."""
         if (ns.nsze, ns.lba_size) != (self.table.nlba, self.table.lba_size):
             self.table = _core.VerifyTable(ns.nsid, ns.nsze, ns.lba_size)
-        else:
-            self.table.reset()
         self.dlfeat = _dlfeat(ns)
+
+    def erased(self) -> None:
+        """A Format NVM (Base 5.14) or Sanitize completed: whatever SES or SANACT
+        asked for, the controller shall not return the user data written before
+        it, so each LBA that held a stamped write must not read as that write any
+        more; what it reads as instead (zeroes, a pattern, anything) is not known."""
+        self.table.erased()
 
     def power_lost(self) -> int:
         """Power went away without a shutdown, with a volatile write cache: an LBA
@@ -108,7 +114,7 @@ def forget(namespaces: Iterable["Namespace"], nsid: int = 0xFFFFFFFF) -> None:
     """The data of ``nsid`` (every namespace when 0xffffffff) is gone."""
     for ns in list(namespaces):
         if ns._verifier is not None and nsid in (0xFFFFFFFF, ns.nsid):
-            ns._verifier.reset()
+            ns._verifier.erased()
 
 
 def forget_when_done(fut: "asyncio.Future[Any]", namespaces: Iterable["Namespace"],

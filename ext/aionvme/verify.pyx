@@ -89,8 +89,14 @@ cdef class VerifyTable:
         if anv_verify_load(&self.v, fd, id_) < 0:
             raise convert_errno(f"loading the verify table of namespace {self.v.nsid}")
 
+    def erased(self):
+        """A Format NVM or Sanitize completed: the data written before must not be
+        returned any more (each LBA that held a stamped write: anything but it)."""
+        anv_verify_erased(&self.v)
+
     def get(self, uint64_t lba):
-        """The entry of ``lba``: 0 unknown, 1 zeroes, 2 uncorrectable, else a CRC32C."""
+        """The entry of ``lba``: 0 unknown, 1 zeroes, 2 uncorrectable, 3 anything but
+        the data written before a Format NVM or Sanitize, else a CRC32C."""
         return anv_verify_get(&self.v, lba)
 
     cdef bint _fits(self, uint64_t lba, uint64_t nlb):
@@ -219,6 +225,13 @@ def verify_error(cls, unsigned int nsid, dict m, str more="", **kw):
         return cls(f"{where}: expected zeroes, found {m['value']:#04x} at byte {m['offset']}{more}",
                    nsid=nsid, lba=lba, expected="zeroes",
                    found={"offset": m["offset"], "value": m["value"]}, **kw)
+    if m["kind"] == ANV_VERIFY_BAD_OLD:
+        return cls(f"{where}: the data written before the Format NVM or Sanitize is still "
+                   f"returned (stamp LBA {m['found_lba']} token {m['found_token']:#018x}); the "
+                   f"controller shall not return it{more}", nsid=nsid, lba=lba,
+                   expected="not the data written before the erase",
+                   found={"lba": m["found_lba"], "token": m["found_token"],
+                          "crc": m["found_crc"]}, **kw)
     if m["kind"] == ANV_VERIFY_BAD_UNCOR:
         return cls(f"{where}: the LBA was made uncorrectable (Write Uncorrectable) but the read "
                    f"succeeded{more}", nsid=nsid, lba=lba,

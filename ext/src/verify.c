@@ -264,6 +264,30 @@ int anv_verify_load(struct anv_verify *v, int fd, const uint8_t *id)
 	return 0;
 }
 
+void anv_verify_erased(struct anv_verify *v)
+{
+	uint64_t nchunks = (v->nlba + ANV_VERIFY_CHUNK - 1) >> ANV_VERIFY_CHUNK_SHIFT;
+
+	for (uint64_t c = 0; c < nchunks; c++) {
+		uint64_t lba = c << ANV_VERIFY_CHUNK_SHIFT;
+		uint64_t end = lba + ANV_VERIFY_CHUNK < v->nlba ? lba + ANV_VERIFY_CHUNK : v->nlba;
+
+		if (!chunk_written(v, lba))
+			continue;
+		for (; lba < end; lba++) {
+			uint32_t w = __atomic_load_n(&v->crc[lba], __ATOMIC_RELAXED);
+
+			/* A stamped write's data (its LBA and a unique token) cannot
+			 * be what the erase leaves; zeroes or a pattern could be. */
+			v->old[lba] = w >= ANV_VERIFY_CRC_MIN ? w : ANV_VERIFY_UNKNOWN;
+			v->token[lba] &= ANV_VERIFY_TOKEN_MASK;
+			v->wgen[lba] = 0;
+			__atomic_store_n(&v->crc[lba], w >= ANV_VERIFY_CRC_MIN ? ANV_VERIFY_NOT_OLD :
+					 ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
+		}
+	}
+}
+
 uint64_t anv_verify_flush_begin(struct anv_verify *v)
 {
 	/* seq_cst: a write that completes after this sees the new gen. */
@@ -423,6 +447,8 @@ static inline int matches_old(const struct anv_verify *v, const uint8_t *p, uint
 		return first_nonzero(p, lba_size) == lba_size;
 	if (c == ANV_VERIFY_UNCOR)
 		return 0; /* it would have failed the read */
+	if (c == ANV_VERIFY_NOT_OLD)
+		return 1; /* what it must differ from is not kept in old[] */
 	got = anv_crc32c_plan_run(&v->plan, p);
 	if (got < ANV_VERIFY_CRC_MIN)
 		got = ~got;
@@ -457,6 +483,12 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 			off = first_nonzero(p, lba_size);
 			if (off < lba_size)
 				kind = ANV_VERIFY_BAD_ZEROES;
+		} else if (want == ANV_VERIFY_NOT_OLD) {
+			got = anv_crc32c_plan_run(&v->plan, p);
+			if (got < ANV_VERIFY_CRC_MIN)
+				got = ~got;
+			if (got == (uint32_t)v->old[lba])
+				kind = ANV_VERIFY_BAD_OLD;
 		} else if (want == ANV_VERIFY_UNCOR) {
 			/* NVM 3.2.11: reads of these LBAs complete with
 			 * Unrecovered Read Error until they are written. */
@@ -484,7 +516,12 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 			m->expected_crc = want;
 			m->found_crc = got;
 			m->alt = alt;
-			if (kind == ANV_VERIFY_BAD_CRC) {
+			if (kind == ANV_VERIFY_BAD_OLD) {
+				m->expected_crc = (uint32_t)v->old[lba];
+				m->expected_token = v->token[lba] & ANV_VERIFY_TOKEN_MASK;
+				m->found_lba = le64(p);
+				m->found_token = le64(p + 8);
+			} else if (kind == ANV_VERIFY_BAD_CRC) {
 				m->expected_token = v->token[lba] & ANV_VERIFY_TOKEN_MASK;
 				m->found_lba = le64(p);
 				m->found_token = le64(p + 8);

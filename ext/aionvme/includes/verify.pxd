@@ -33,6 +33,7 @@ cdef extern from "aionvme/verify.h" nogil:
         ANV_VERIFY_BAD_CRC
         ANV_VERIFY_BAD_ZEROES
         ANV_VERIFY_BAD_UNCOR
+        ANV_VERIFY_BAD_OLD
     struct anv_verify_range:
         uint64_t slba
         uint64_t nlb
@@ -60,6 +61,7 @@ cdef extern from "aionvme/verify.h" nogil:
                           uint32_t lba_size)
     void anv_verify_close(anv_verify *v)
     int anv_verify_reset(anv_verify *v)
+    void anv_verify_erased(anv_verify *v)
     uint64_t anv_verify_token()
     uint32_t anv_verify_get(const anv_verify *v, uint64_t lba)
     anv_verify_io *anv_verify_begin(anv_verify *v, anv_verify_op op, uint8_t *data,

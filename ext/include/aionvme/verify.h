@@ -85,7 +85,8 @@
 #define ANV_VERIFY_UNKNOWN 0u  /* never written, or content undefined: no check */
 #define ANV_VERIFY_ZEROES  1u  /* reads return all bytes 00h */
 #define ANV_VERIFY_UNCOR   2u  /* Write Uncorrectable: a read must fail */
-#define ANV_VERIFY_CRC_MIN 3u
+#define ANV_VERIFY_NOT_OLD 3u  /* after Format NVM / Sanitize: anything but old[]'s data */
+#define ANV_VERIFY_CRC_MIN 4u
 
 /*
  * Bits 63:62 of token[]: besides what crc[] says, the LBA may also read as
@@ -138,11 +139,13 @@ enum anv_verify_op {
  * @ANV_VERIFY_BAD_CRC: the data is not what was written last
  * @ANV_VERIFY_BAD_ZEROES: the LBA should read as zeroes and does not
  * @ANV_VERIFY_BAD_UNCOR: the LBA is uncorrectable yet the read succeeded
+ * @ANV_VERIFY_BAD_OLD: the data written before a Format NVM or Sanitize
  */
 enum anv_verify_kind {
 	ANV_VERIFY_BAD_CRC = 1,
 	ANV_VERIFY_BAD_ZEROES,
 	ANV_VERIFY_BAD_UNCOR,
+	ANV_VERIFY_BAD_OLD,
 };
 
 struct anv_verify_range {
@@ -272,6 +275,16 @@ void anv_verify_close(struct anv_verify *v);
  * Return: 0, or -1 with errno set.
  */
 int anv_verify_reset(struct anv_verify *v);
+
+/**
+ * anv_verify_erased() - a Format NVM or Sanitize of the namespace completed
+ *
+ * The controller shall not return user data written before (NVMe Base 2.0,
+ * 5.23 Format NVM; the sanitize operation alters all user data, 8.21): each
+ * LBA holding a stamped write is ANV_VERIFY_NOT_OLD from now on (any data
+ * but that write's), every other LBA unknown; nothing is cached any more.
+ */
+void anv_verify_erased(struct anv_verify *v);
 
 /**
  * anv_verify_token() - a new write token
