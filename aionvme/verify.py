@@ -48,6 +48,13 @@ def _dlfeat(ns: "Namespace") -> int:
     return ns._id[33] & 0x7 if len(ns._id) > 33 else 0
 
 
+def _table_dir() -> str | None:
+    """Where tables live: ``AIONVME_VERIFY_DIR`` names a directory on disk for tables
+    larger than the host's memory (an unnamed file there; its pages are page cache
+    the kernel writes back and reclaims); by default a memfd (memory)."""
+    return os.environ.get("AIONVME_VERIFY_DIR") or None
+
+
 # Namespaces that have a table, for save()/load() without a namespace named.
 _LIVE: "weakref.WeakSet[Namespace]" = weakref.WeakSet()
 
@@ -60,7 +67,8 @@ class Verifier:
 
     def __init__(self, namespace: "Namespace") -> None:
         self.nsid = namespace.nsid
-        self.table = _core.VerifyTable(namespace.nsid, namespace.nsze, namespace.lba_size)
+        self.table = _core.VerifyTable(namespace.nsid, namespace.nsze, namespace.lba_size,
+                                       _table_dir())
         self.dlfeat = _dlfeat(namespace)
         _LIVE.add(namespace)
 
@@ -86,7 +94,7 @@ class Verifier:
         erased(): the LBA format may have changed.  ``ns`` has read its Identify
         Namespace data again."""
         if (ns.nsze, ns.lba_size) != (self.table.nlba, self.table.lba_size):
-            self.table = _core.VerifyTable(ns.nsid, ns.nsze, ns.lba_size)
+            self.table = _core.VerifyTable(ns.nsid, ns.nsze, ns.lba_size, _table_dir())
         self.dlfeat = _dlfeat(ns)
 
     def erased(self) -> None:

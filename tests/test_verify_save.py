@@ -96,3 +96,26 @@ async def test_load_refuses_a_table_of_another_drive(tmp_path, verify):
                     averify.load(table, ns)
             await q.delete()
             ns.close()
+
+
+async def test_a_table_in_a_file_on_disk(tmp_path, monkeypatch, nvme0, verify):
+    """AIONVME_VERIFY_DIR: the table is an unnamed file there (page cache the kernel
+    can write back and reclaim), shared with ioworkers like a memfd."""
+    monkeypatch.setenv("AIONVME_VERIFY_DIR", str(tmp_path))
+    ns = await aionvme.Namespace(nvme0, 1)
+    try:
+        q = await aionvme.Qpair(nvme0, 8)
+        await ns.write(q, aionvme.Buffer(4096), 0, 8)
+        t = ns._verifier.table
+        assert os.readlink(f"/proc/self/fd/{t.fd}").startswith(str(tmp_path))
+        assert os.listdir(tmp_path) == []  # O_TMPFILE: no name, gone with the table
+        r = await ns.ioworker(io_size=8, lba_random=False, qdepth=8, read_percentage=50,
+                              io_count=200, region_end=4096)
+        assert r.error == 0
+        await ns.read(q, aionvme.Buffer(4096), 0, 8)
+        nvme0.sim.corrupt(1, 3, offset=100)
+        with pytest.raises(VerifyError, match="LBA 3"):
+            await ns.read(q, aionvme.Buffer(4096), 0, 8)
+        await q.delete()
+    finally:
+        ns.close()

@@ -36,11 +36,19 @@ cdef class VerifyTable:
     cdef anv_verify v
     cdef readonly unsigned int lba_size
 
-    def __cinit__(self, unsigned int nsid, uint64_t nlba, unsigned int lba_size):
+    def __cinit__(self, unsigned int nsid, uint64_t nlba, unsigned int lba_size, str dir=None):
+        cdef bytes d
+        cdef int rc
         self.v.fd = -1
-        if anv_verify_open(&self.v, nsid, nlba, lba_size) < 0:
+        if dir is None:
+            rc = anv_verify_open(&self.v, nsid, nlba, lba_size)
+        else:
+            d = _os.fsencode(dir)
+            rc = anv_verify_open_dir(&self.v, nsid, nlba, lba_size, d)
+        if rc < 0:
             raise convert_errno(
-                f"creating the verify table of namespace {nsid} ({nlba} LBAs of {lba_size} bytes)")
+                f"creating the verify table of namespace {nsid} ({nlba} LBAs of {lba_size} bytes"
+                + (f") in {dir}" if dir is not None else ")"))
         self.lba_size = lba_size
 
     def __dealloc__(self):

@@ -113,6 +113,20 @@ int anv_verify_open(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t
 	return 0;
 }
 
+int anv_verify_open_dir(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size,
+			const char *dir)
+{
+	memset(v, 0, sizeof(*v));
+	v->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (v->fd < 0)
+		return -1;
+	if (map(v, nsid, nlba, lba_size) < 0 || ftruncate(v->fd, (off_t)v->size) < 0) {
+		unmap_close(v);
+		return -1;
+	}
+	return 0;
+}
+
 int anv_verify_attach(struct anv_verify *v, int fd, uint32_t nsid, uint64_t nlba,
 		      uint32_t lba_size)
 {

@@ -57,6 +57,8 @@ cdef extern from "aionvme/verify.h" nogil:
         uint32_t lba_shift
         size_t size
     int anv_verify_open(anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size)
+    int anv_verify_open_dir(anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size,
+                            const char *dir)
     int anv_verify_attach(anv_verify *v, int fd, uint32_t nsid, uint64_t nlba,
                           uint32_t lba_size)
     void anv_verify_close(anv_verify *v)

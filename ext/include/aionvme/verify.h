@@ -250,6 +250,19 @@ struct anv_verify {
 int anv_verify_open(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size);
 
 /**
+ * anv_verify_open_dir() - the same, the table in an unnamed file in @dir
+ *
+ * For tables larger than the host's memory: the file's pages are page cache
+ * that the kernel writes back and reclaims (O_TMPFILE: the file is gone
+ * with its last descriptor).  @dir must be on a file system that supports
+ * O_TMPFILE, SEEK_DATA and hole punching (ext4, xfs, tmpfs, btrfs).
+ *
+ * Return: 0, or -1 with errno set.
+ */
+int anv_verify_open_dir(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size,
+			const char *dir);
+
+/**
  * anv_verify_attach() - map the table another process created
  * @fd: its memfd (duplicated; the caller keeps its own)
  *
