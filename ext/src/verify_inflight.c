@@ -108,16 +108,15 @@ static inline uint32_t dealloc_state(const struct anv_verify *v, uint64_t lba, u
  * falls back to if power is lost before the next Flush, unless the LBA was
  * already waiting for one (then an intermediate write could survive too).
  */
-static inline void cached(struct anv_verify *v, uint64_t lba, uint64_t keep, int how)
+static inline void cached(struct anv_verify *v, uint64_t lba, uint64_t keep, int how,
+			  uint32_t gen, uint32_t d)
 {
-	uint32_t w = v->wgen[lba], d, gen;
+	uint32_t w = v->wgen[lba];
 
 	if (how == ANV_VERIFY_CHG_FUA) {
 		v->wgen[lba] = 0;
 		return;
 	}
-	gen = (uint32_t)((__atomic_load_n(v->gen, __ATOMIC_SEQ_CST) + 1) & ANV_VERIFY_WGEN_MASK);
-	d = (uint32_t)(__atomic_load_n(v->durable, __ATOMIC_ACQUIRE) & ANV_VERIFY_WGEN_MASK);
 	if ((w & ANV_VERIFY_WGEN_MASK) <= d && !(w & ANV_VERIFY_WGEN_EITHER)) {
 		v->old[lba] = keep;
 		v->wgen[lba] = gen;
@@ -136,6 +135,13 @@ void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 	if (epoch != __anv_verify_epoch(v))
 		ok = 0;
 	if (ok) {
+		/* Read once for the command: its completion is one moment, and a
+		 * Flush submitted after this load covers it (the top of verify.h). */
+		uint32_t gen = (uint32_t)((__atomic_load_n(v->gen, __ATOMIC_SEQ_CST) + 1) &
+					  ANV_VERIFY_WGEN_MASK);
+		uint32_t d = (uint32_t)(__atomic_load_n(v->durable, __ATOMIC_ACQUIRE) &
+					ANV_VERIFY_WGEN_MASK);
+
 		for (uint64_t i = 0; i < nlb; i++) {
 			uint64_t tok = crc ? token : 0;
 			uint32_t c = crc ? crc[i] : value;
@@ -145,7 +151,7 @@ void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 			if (how == ANV_VERIFY_CHG_DEALLOC)
 				c = dealloc_state(v, slba + i, keep[i], token, &tok);
 			else
-				cached(v, slba + i, keep[i], how);
+				cached(v, slba + i, keep[i], how, gen, d);
 			/* The OR bits live in token[]: every change stores it. */
 			v->token[slba + i] = tok;
 			__atomic_store_n(&v->crc[slba + i], c, __ATOMIC_RELAXED);

@@ -146,7 +146,8 @@ uint64_t anv_verify_iow_complete(void *ctx, uint16_t cid, int ok, const uint8_t 
 	case CMD_WRITE:
 		__anv_verify_change_end(v, lba, nlb, snap, vw->wide[cid], ok,
 					vw->crc + (size_t)cid * vw->max_nlb, 0, vw->token[cid],
-					vw->keep + (size_t)cid * vw->max_nlb, ANV_VERIFY_CHG_CACHED, vw->epoch[cid]);
+					vw->keep + (size_t)cid * vw->max_nlb, ANV_VERIFY_CHG_CACHED,
+					vw->epoch[cid]);
 		break;
 	case CMD_ZEROES:
 		/* NVM 3.2.10: Write Zeroes reads back as zeroes. */
