@@ -481,17 +481,13 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 		uint64_t lba = slba + i;
 		uint32_t want, got = 0, off = lba_size;
 		uint32_t kind = 0;
-		uint64_t alt;
+		uint64_t alt = 0;
 
 		/* 0: the chunk was unwritten or a change was in flight at submission. */
 		if (!snap[i])
 			continue;
 		want = __atomic_load_n(&v->crc[lba], __ATOMIC_ACQUIRE);
 		if (want == ANV_VERIFY_UNKNOWN)
-			continue;
-		/* After a Deallocate: the old data, or the value DLFEAT allows. */
-		alt = v->token[lba] & ANV_VERIFY_OR_MASK;
-		if (alt && alt_match(p, lba_size, alt))
 			continue;
 		if (want == ANV_VERIFY_ZEROES) {
 			off = first_nonzero(p, lba_size);
@@ -513,6 +509,13 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 				got = ~got;
 			if (got != want)
 				kind = ANV_VERIFY_BAD_CRC;
+		}
+		/* After a Deallocate: the old data, or the value DLFEAT allows
+		 * (token[] is read only now: a good read touches crc[] alone). */
+		if (kind) {
+			alt = v->token[lba] & ANV_VERIFY_OR_MASK;
+			if (alt && alt_match(p, lba_size, alt))
+				continue;
 		}
 		/* Since a power loss the LBA may hold the state before its last
 		 * cached write (the top of verify.h): that is checked exactly too. */
