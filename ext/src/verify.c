@@ -49,7 +49,7 @@ void __anv_verify_chunks_mark(struct anv_verify *v, uint64_t slba, uint64_t nlb)
 
 static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_size)
 {
-	size_t crc_sz, tok_sz, old_sz, wgen_sz, map_sz, busy_sz;
+	size_t crc_sz, tok_sz, old_sz, map_sz, busy_sz;
 
 	if (lba_size < 512 || (lba_size & (lba_size - 1)) || !nlba ||
 	    nlba > (1ull << 48)) {
@@ -59,10 +59,9 @@ static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_
 	crc_sz = page_up(nlba * 4);
 	tok_sz = page_up(nlba * 8);
 	old_sz = page_up(nlba * 8);
-	wgen_sz = page_up(nlba * 4);
 	map_sz = page_up((((nlba + ANV_VERIFY_CHUNK - 1) >> ANV_VERIFY_CHUNK_SHIFT) + 63) / 64 * 8);
 	busy_sz = page_up(nlba * 8);
-	v->data_size = crc_sz + tok_sz + old_sz + wgen_sz + map_sz;
+	v->data_size = crc_sz + tok_sz + old_sz + map_sz;
 	v->size = v->data_size + busy_sz + PAGE;
 	/* MAP_NORESERVE: the file is sparse; only pages written use memory. */
 	v->base = mmap(NULL, v->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
@@ -74,8 +73,7 @@ static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_
 	v->crc = (uint32_t *)v->base;
 	v->token = (uint64_t *)(v->base + crc_sz);
 	v->old = (uint64_t *)(v->base + crc_sz + tok_sz);
-	v->wgen = (uint32_t *)(v->base + crc_sz + tok_sz + old_sz);
-	v->chunks = (uint64_t *)(v->base + crc_sz + tok_sz + old_sz + wgen_sz);
+	v->chunks = (uint64_t *)(v->base + crc_sz + tok_sz + old_sz);
 	v->busy = (uint64_t *)(v->base + v->data_size);
 	v->wide = (uint64_t *)(v->base + v->data_size + busy_sz);
 	v->gen = v->wide + 1;
@@ -293,9 +291,9 @@ void anv_verify_erased(struct anv_verify *v)
 
 			/* A stamped write's data (its LBA and a unique token) cannot
 			 * be what the erase leaves; zeroes or a pattern could be. */
-			v->old[lba] = w >= ANV_VERIFY_CRC_MIN ? w : ANV_VERIFY_UNKNOWN;
+			__anv_verify_set_old(v, lba, w >= ANV_VERIFY_CRC_MIN ? w : ANV_VERIFY_UNKNOWN,
+					     0);
 			v->token[lba] &= ANV_VERIFY_TOKEN_MASK;
-			v->wgen[lba] = 0;
 			__atomic_store_n(&v->crc[lba], w >= ANV_VERIFY_CRC_MIN ? ANV_VERIFY_NOT_OLD :
 					 ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
 		}
@@ -333,17 +331,18 @@ uint64_t anv_verify_power_loss(struct anv_verify *v)
 		if (!chunk_written(v, lba))
 			continue;
 		for (; lba < end; lba++) {
-			uint32_t w = v->wgen[lba];
+			uint32_t w = __anv_verify_wgen(v, lba), oc = (uint32_t)v->old[lba];
 
 			if ((w & ANV_VERIFY_WGEN_MASK) <= d)
 				continue; /* durable: exact */
 			if ((w & ANV_VERIFY_WGEN_MULTI) || v->crc[lba] == ANV_VERIFY_UNKNOWN) {
 				v->crc[lba] = ANV_VERIFY_UNKNOWN;
-				v->wgen[lba] = 0;
+				__anv_verify_set_old(v, lba, oc, 0);
 				continue;
 			}
 			/* The cached write, or the state before it. */
-			v->wgen[lba] = ANV_VERIFY_WGEN_EITHER | (uint32_t)(g & ANV_VERIFY_WGEN_MASK);
+			__anv_verify_set_old(v, lba, oc, ANV_VERIFY_WGEN_EITHER |
+					     (uint32_t)(g & ANV_VERIFY_WGEN_MASK));
 			either++;
 		}
 	}
@@ -448,14 +447,12 @@ static inline int alt_match(const uint8_t *p, uint32_t len, uint64_t alt)
 	return (alt & ANV_VERIFY_OR_ONES) && all_ones(p, len);
 }
 
-/* Whether the LBA data @p is what the state @old (crc | OR bits) allows. */
-static inline int matches_old(const struct anv_verify *v, const uint8_t *p, uint64_t old)
+/* Whether the LBA data @p is what the old[] state @c allows. */
+static inline int matches_old(const struct anv_verify *v, const uint8_t *p, uint32_t c)
 {
-	uint32_t lba_size = 1u << v->lba_shift, c = (uint32_t)old, got;
+	uint32_t lba_size = 1u << v->lba_shift, got;
 
 	if (c == ANV_VERIFY_UNKNOWN)
-		return 1;
-	if ((old & ANV_VERIFY_OR_MASK) && alt_match(p, lba_size, old & ANV_VERIFY_OR_MASK))
 		return 1;
 	if (c == ANV_VERIFY_ZEROES)
 		return first_nonzero(p, lba_size) == lba_size;
@@ -519,8 +516,8 @@ uint64_t __anv_verify_check(struct anv_verify *v, const uint8_t *data, uint64_t 
 		}
 		/* Since a power loss the LBA may hold the state before its last
 		 * cached write (the top of verify.h): that is checked exactly too. */
-		if (kind && (v->wgen[lba] & ANV_VERIFY_WGEN_EITHER) &&
-		    matches_old(v, p, v->old[lba]))
+		if (kind && (__anv_verify_wgen(v, lba) & ANV_VERIFY_WGEN_EITHER) &&
+		    matches_old(v, p, (uint32_t)v->old[lba]))
 			continue;
 		/* A change that began while the read was outstanding may have
 		 * landed before or after it: no alarm (NVMe 1.3c, 6.3). */

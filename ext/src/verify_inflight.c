@@ -111,18 +111,18 @@ static inline uint32_t dealloc_state(const struct anv_verify *v, uint64_t lba, u
 static inline void cached(struct anv_verify *v, uint64_t lba, uint64_t keep, int how,
 			  uint32_t gen, uint32_t d)
 {
-	uint32_t w = v->wgen[lba];
+	uint32_t w = __anv_verify_wgen(v, lba), oc = (uint32_t)v->old[lba];
 
 	if (how == ANV_VERIFY_CHG_FUA) {
-		v->wgen[lba] = 0;
+		__anv_verify_set_old(v, lba, oc, 0);
 		return;
 	}
-	if ((w & ANV_VERIFY_WGEN_MASK) <= d && !(w & ANV_VERIFY_WGEN_EITHER)) {
-		v->old[lba] = keep;
-		v->wgen[lba] = gen;
-	} else {
-		v->wgen[lba] = gen | ANV_VERIFY_WGEN_MULTI;
-	}
+	if ((w & ANV_VERIFY_WGEN_MASK) <= d && !(w & ANV_VERIFY_WGEN_EITHER))
+		/* The OR bits a Deallocate left are not kept: then any old data. */
+		__anv_verify_set_old(v, lba, keep & ANV_VERIFY_OR_MASK ? ANV_VERIFY_UNKNOWN :
+					     (uint32_t)keep, gen);
+	else
+		__anv_verify_set_old(v, lba, oc, gen | ANV_VERIFY_WGEN_MULTI);
 }
 
 void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,

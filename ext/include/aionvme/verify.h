@@ -9,9 +9,9 @@
  *   crc[nlba]     uint32_t: ANV_VERIFY_UNKNOWN, a sentinel, or the CRC32C
  *   token[nlba]   uint64_t: the write token stamped in the LBA (for reports)
  *                 and the ANV_VERIFY_OR_* bits
- *   old[nlba]     uint64_t: the state (crc | OR bits) the LBA had when it was
- *                 last durable, kept while a cached write may still be lost
- *   wgen[nlba]    uint32_t: the write generation (power loss, below)
+ *   old[nlba]     uint64_t: bits 31:0 the crc[] the LBA had when it was last
+ *                 durable, kept while a cached write may still be lost;
+ *                 bits 63:32 its write generation, wgen (power loss, below)
  *   chunk bitmap  one bit per ANV_VERIFY_CHUNK LBAs: "this chunk was written"
  *   busy[nlba]    uint64_t: changes of the LBA begun and in flight (below)
  *   wide          uint64_t, one page: the same for changes too long for busy[];
@@ -76,7 +76,7 @@
 
 #include "aionvme/crc32c.h"
 
-/* wgen[]: bits 29:0 the generation (0: durable, FUA or never written). */
+/* wgen (old[] bits 63:32): bits 29:0 the generation (0: durable, FUA or never written). */
 #define ANV_VERIFY_WGEN_MASK   ((1u << 30) - 1)
 #define ANV_VERIFY_WGEN_MULTI  (1u << 30) /* written again before it was durable */
 #define ANV_VERIFY_WGEN_EITHER (1u << 31) /* since a power loss: crc[] or old[] */
@@ -210,7 +210,7 @@ struct anv_verify_mismatch {
  * @fd: the memfd; owned (a worker maps it through anv_verify_attach())
  * @nsid/@nlba/@lba_shift: the namespace and its current LBA format
  * @base/@size: the MAP_SHARED mapping of the whole file
- * @crc/@token/@old/@wgen/@chunks/@busy/@wide/@gen/@durable/@epoch: its parts (see
+ * @crc/@token/@old/@chunks/@busy/@wide/@gen/@durable/@epoch: its parts (see
  *	the top of this file)
  * @data_size: bytes of crc[], token[] and the chunk bitmap (what a reset clears)
  * @plan: CRC32C of one LBA
@@ -229,7 +229,6 @@ struct anv_verify {
 	uint64_t *busy;
 	uint64_t *wide;
 	uint64_t *old;
-	uint32_t *wgen;
 	uint64_t *gen;
 	uint64_t *durable;
 	uint64_t *epoch;
@@ -439,6 +438,18 @@ void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 			     const uint64_t *snap, uint64_t wide, int ok, const uint32_t *crc,
 			     uint32_t value, uint64_t token, const uint64_t *keep, int how,
 			     uint64_t epoch);
+
+/* The write generation of @lba and the crc[] it falls back to (old[]). */
+static inline uint32_t __anv_verify_wgen(const struct anv_verify *v, uint64_t lba)
+{
+	return (uint32_t)(v->old[lba] >> 32);
+}
+
+static inline void __anv_verify_set_old(struct anv_verify *v, uint64_t lba, uint32_t crc,
+					uint32_t wgen)
+{
+	v->old[lba] = ((uint64_t)wgen << 32) | crc;
+}
 
 /* The power loss epoch a change begins in (for __anv_verify_change_end()). */
 static inline uint64_t __anv_verify_epoch(const struct anv_verify *v)
