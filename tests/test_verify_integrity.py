@@ -213,3 +213,16 @@ async def test_data_fault_arguments_are_checked(nvme0):
         nvme0.sim.torn(keep=-1)
     with pytest.raises(InterfaceError, match="xor 0x100"):
         nvme0.sim.bitflip(xor=0x100)
+
+
+async def test_the_backends_carry_out_a_deallocate(nvme0n1, qpair, verify):
+    """Not required (NVM 3.2.3 is advisory), but both backends do deallocate: the
+    qemu backend starts its drives with discard=unmap, without which QEMU drops
+    every discard while reporting DLFEAT 001b."""
+    assert nvme0n1.id_data(33) & 7 == 1
+    await written(nvme0n1, qpair, 4096, 16, fill=0xE8)
+    await dsm(nvme0n1, qpair, (4096, 8))
+    r = aionvme.Buffer(16 * 512)
+    await nvme0n1.read(qpair, r, 4096, 16)
+    assert r[:8 * 512] == bytes(8 * 512)
+    assert r[8 * 512 + 16] == 0xE8

@@ -26,13 +26,6 @@ static inline uint64_t le64(const uint8_t *p)
 	return v;
 }
 
-static inline int chunk_written(const struct anv_verify *v, uint64_t lba)
-{
-	uint64_t c = lba >> ANV_VERIFY_CHUNK_SHIFT;
-
-	return (int)((__atomic_load_n(&v->chunks[c >> 6], __ATOMIC_ACQUIRE) >> (c & 63)) & 1);
-}
-
 /* Set the bits before the entries: a reader that sees an entry saw its bit. */
 void __anv_verify_chunks_mark(struct anv_verify *v, uint64_t slba, uint64_t nlb)
 {
@@ -239,7 +232,7 @@ int anv_verify_save(struct anv_verify *v, int fd, const uint8_t *id)
 		uint64_t lba = c << ANV_VERIFY_CHUNK_SHIFT;
 		uint64_t end = lba + ANV_VERIFY_CHUNK < v->nlba ? lba + ANV_VERIFY_CHUNK : v->nlba;
 
-		if (!chunk_written(v, lba))
+		if (!__anv_verify_chunk_written(v, lba))
 			continue;
 		for (; lba < end; lba++)
 			if (__atomic_load_n(&v->busy[lba], __ATOMIC_SEQ_CST) & ANV_VERIFY_BUSY_INFLIGHT &&
@@ -284,7 +277,7 @@ void anv_verify_erased(struct anv_verify *v)
 		uint64_t lba = c << ANV_VERIFY_CHUNK_SHIFT;
 		uint64_t end = lba + ANV_VERIFY_CHUNK < v->nlba ? lba + ANV_VERIFY_CHUNK : v->nlba;
 
-		if (!chunk_written(v, lba))
+		if (!__anv_verify_chunk_written(v, lba))
 			continue;
 		for (; lba < end; lba++) {
 			uint32_t w = __atomic_load_n(&v->crc[lba], __ATOMIC_RELAXED);
@@ -328,7 +321,7 @@ uint64_t anv_verify_power_loss(struct anv_verify *v)
 		uint64_t lba = c << ANV_VERIFY_CHUNK_SHIFT;
 		uint64_t end = lba + ANV_VERIFY_CHUNK < v->nlba ? lba + ANV_VERIFY_CHUNK : v->nlba;
 
-		if (!chunk_written(v, lba))
+		if (!__anv_verify_chunk_written(v, lba))
 			continue;
 		for (; lba < end; lba++) {
 			uint32_t w = __anv_verify_wgen(v, lba), oc = (uint32_t)v->old[lba];
@@ -362,7 +355,7 @@ uint64_t anv_verify_token(void)
 
 uint32_t anv_verify_get(const struct anv_verify *v, uint64_t lba)
 {
-	if (lba >= v->nlba || !chunk_written(v, lba))
+	if (lba >= v->nlba || !__anv_verify_chunk_written(v, lba))
 		return ANV_VERIFY_UNKNOWN;
 	return __atomic_load_n(&v->crc[lba], __ATOMIC_RELAXED);
 }
@@ -384,7 +377,7 @@ void __anv_verify_set(struct anv_verify *v, uint64_t slba, uint64_t nlb, uint32_
 
 		if (c_end > end)
 			c_end = end;
-		if (chunk_written(v, lba))
+		if (__anv_verify_chunk_written(v, lba))
 			for (uint64_t l = lba; l < c_end; l++)
 				__atomic_store_n(&v->crc[l], ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
 		lba = c_end;

@@ -16,13 +16,6 @@
  */
 #include "aionvme/verify.h"
 
-static inline int chunk_written(const struct anv_verify *v, uint64_t lba)
-{
-	uint64_t c = lba >> ANV_VERIFY_CHUNK_SHIFT;
-
-	return (int)((__atomic_load_n(&v->chunks[c >> 6], __ATOMIC_ACQUIRE) >> (c & 63)) & 1);
-}
-
 static inline uint64_t sample(const uint64_t *word)
 {
 	uint64_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
@@ -42,7 +35,7 @@ uint64_t __anv_verify_read_begin(struct anv_verify *v, uint64_t slba, uint64_t n
 	uint64_t wide = sample(v->wide);
 
 	for (uint64_t i = 0; i < nlb; i++)
-		snap[i] = chunk_written(v, slba + i) ? sample(&v->busy[slba + i]) : 0;
+		snap[i] = __anv_verify_chunk_written(v, slba + i) ? sample(&v->busy[slba + i]) : 0;
 	return wide;
 }
 

@@ -472,6 +472,14 @@ static inline uint64_t __anv_verify_dealloc_or(uint32_t dlfeat)
 uint64_t __anv_verify_wide_begin(struct anv_verify *v, uint64_t slba, uint64_t nlb);
 void __anv_verify_wide_end(struct anv_verify *v, uint64_t slba, uint64_t nlb);
 
+/* Whether the chunk of @lba was ever written (its table pages may exist). */
+static inline int __anv_verify_chunk_written(const struct anv_verify *v, uint64_t lba)
+{
+	uint64_t c = lba >> ANV_VERIFY_CHUNK_SHIFT;
+
+	return (int)((__atomic_load_n(&v->chunks[c >> 6], __ATOMIC_ACQUIRE) >> (c & 63)) & 1);
+}
+
 static inline int __anv_verify_is_wide(uint64_t nlb)
 {
 	return nlb > ANV_VERIFY_DENSE_MAX;
