@@ -48,6 +48,13 @@ def _dlfeat(ns: "Namespace") -> int:
     return ns._id[33] & 0x7 if len(ns._id) > 33 else 0
 
 
+def _vwc_present(ns: "Namespace") -> bool:
+    """Whether the controller has a volatile write cache (Identify Controller byte
+    525 bit 0, VWC); unknown counts as present (the cautious answer)."""
+    id_ctrl = bytes(getattr(ns.nvme, "_id_ctrl", b""))
+    return bool(id_ctrl[525] & 1) if len(id_ctrl) > 525 else True
+
+
 def _table_dir() -> str | None:
     """Where tables live: ``AIONVME_VERIFY_DIR`` names a directory on disk for tables
     larger than the host's memory (an unnamed file there; its pages are page cache
@@ -70,6 +77,7 @@ class Verifier:
         self.table = _core.VerifyTable(namespace.nsid, namespace.nsze, namespace.lba_size,
                                        _table_dir())
         self.dlfeat = _dlfeat(namespace)
+        self.table.set_no_cache(not _vwc_present(namespace))
         _LIVE.add(namespace)
 
     def hook(self, opcode: int, buf: Any, lba: int, lba_count: int, **kw: Any) -> Any:
@@ -95,6 +103,7 @@ class Verifier:
         Namespace data again."""
         if (ns.nsze, ns.lba_size) != (self.table.nlba, self.table.lba_size):
             self.table = _core.VerifyTable(ns.nsid, ns.nsze, ns.lba_size, _table_dir())
+            self.table.set_no_cache(not _vwc_present(ns))
         self.dlfeat = _dlfeat(ns)
 
     def erased(self) -> None:

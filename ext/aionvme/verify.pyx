@@ -150,6 +150,12 @@ cdef class VerifyTable:
         every write completed before now durable once it succeeds."""
         return FlushPost.new(self, anv_verify_flush_begin(&self.v))
 
+    def set_no_cache(self, bint no_cache):
+        """Whether the controller has no volatile write cache (Identify Controller
+        VWC 0): then every completed write is durable and nothing is kept for a
+        power loss."""
+        anv_verify_set_no_cache(&self.v, no_cache)
+
     def power_loss(self):
         """Power was lost abruptly with a volatile write cache: each LBA whose last
         write was not yet durable reads as that write or as before it from now on

@@ -72,6 +72,7 @@ static int map(struct anv_verify *v, uint32_t nsid, uint64_t nlba, uint32_t lba_
 	v->gen = v->wide + 1;
 	v->durable = v->wide + 2;
 	v->epoch = v->wide + 3;
+	v->no_cache = v->wide + 4;
 	v->nsid = nsid;
 	v->nlba = nlba;
 	v->lba_shift = (uint32_t)__builtin_ctz(lba_size);
@@ -291,6 +292,11 @@ void anv_verify_erased(struct anv_verify *v)
 					 ANV_VERIFY_UNKNOWN, __ATOMIC_RELAXED);
 		}
 	}
+}
+
+void anv_verify_set_no_cache(struct anv_verify *v, int no_cache)
+{
+	__atomic_store_n(v->no_cache, (uint64_t)!!no_cache, __ATOMIC_SEQ_CST);
 }
 
 uint64_t anv_verify_flush_begin(struct anv_verify *v)

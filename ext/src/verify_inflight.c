@@ -127,6 +127,9 @@ void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 	 * undone it (the top of verify.h). */
 	if (epoch != __anv_verify_epoch(v))
 		ok = 0;
+	/* Without a volatile write cache every completed write is durable. */
+	if (how == ANV_VERIFY_CHG_CACHED && __atomic_load_n(v->no_cache, __ATOMIC_RELAXED))
+		how = ANV_VERIFY_CHG_NONE;
 	if (ok) {
 		/* Read once for the command: its completion is one moment, and a
 		 * Flush submitted after this load covers it (the top of verify.h). */
@@ -143,7 +146,7 @@ void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 				continue;
 			if (how == ANV_VERIFY_CHG_DEALLOC)
 				c = dealloc_state(v, slba + i, keep[i], token, &tok);
-			else
+			else if (how != ANV_VERIFY_CHG_NONE)
 				cached(v, slba + i, keep[i], how, gen, d);
 			/* The OR bits live in token[]: every change stores it. */
 			v->token[slba + i] = tok;

@@ -70,6 +70,7 @@ cdef extern from "aionvme/verify.h" nogil:
                                     const anv_verify_range *r, uint32_t nr)
     uint64_t anv_verify_end(anv_verify *v, anv_verify_io *io, int ok,
                             anv_verify_mismatch *m)
+    void anv_verify_set_no_cache(anv_verify *v, int no_cache)
     uint64_t anv_verify_flush_begin(anv_verify *v)
     void anv_verify_flush_end(anv_verify *v, uint64_t g, int ok)
     uint64_t anv_verify_power_loss(anv_verify *v)

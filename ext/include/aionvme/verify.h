@@ -15,7 +15,7 @@
  *   chunk bitmap  one bit per ANV_VERIFY_CHUNK LBAs: "this chunk was written"
  *   busy[nlba]    uint64_t: changes of the LBA begun and in flight (below)
  *   wide          uint64_t, one page: the same for changes too long for busy[];
- *                 then gen, durable and epoch (power loss, below)
+ *                 then gen, durable, epoch and no_cache (power loss, below)
  *
  * Power loss.  A write completed into a volatile write cache may be lost by
  * an abrupt power loss until a Flush submitted after its completion has
@@ -29,7 +29,9 @@
  * intermediate write could have survived: ANV_VERIFY_WGEN_MULTI).  Every
  * other LBA must read exactly as before the power loss.  epoch counts power
  * losses: a change begun before one and completed after it (a worker
- * reaping a CQE posted just before) leaves its LBAs unknown.
+ * reaping a CQE posted just before) leaves its LBAs unknown.  no_cache set
+ * (the controller has no volatile write cache: Identify Controller VWC 0)
+ * makes every completed write durable, and old[] is not touched.
  *
  * The file is sized with ftruncate() and so has pages only where written:
  * an 8 TB namespace of 512-byte LBAs maps 320 GiB of address space but
@@ -210,7 +212,7 @@ struct anv_verify_mismatch {
  * @fd: the memfd; owned (a worker maps it through anv_verify_attach())
  * @nsid/@nlba/@lba_shift: the namespace and its current LBA format
  * @base/@size: the MAP_SHARED mapping of the whole file
- * @crc/@token/@old/@chunks/@busy/@wide/@gen/@durable/@epoch: its parts (see
+ * @crc/@token/@old/@chunks/@busy/@wide/@gen/@durable/@epoch/@no_cache: its parts (see
  *	the top of this file)
  * @data_size: bytes of crc[], token[] and the chunk bitmap (what a reset clears)
  * @plan: CRC32C of one LBA
@@ -232,6 +234,7 @@ struct anv_verify {
 	uint64_t *gen;
 	uint64_t *durable;
 	uint64_t *epoch;
+	uint64_t *no_cache;
 	size_t data_size;
 	struct anv_crc32c_plan plan;
 	struct anv_verify_io *head, *tail;
@@ -345,6 +348,11 @@ uint64_t anv_verify_end(struct anv_verify *v, struct anv_verify_io *io, int ok,
 			struct anv_verify_mismatch *m);
 
 /**
+ * anv_verify_set_no_cache() - whether the controller has no volatile write cache
+ */
+void anv_verify_set_no_cache(struct anv_verify *v, int no_cache);
+
+/**
  * anv_verify_flush_begin() - a Flush of the namespace is about to be submitted
  *
  * Return: its generation, for anv_verify_flush_end().
@@ -433,6 +441,7 @@ enum {
 	ANV_VERIFY_CHG_DEALLOC = 0, /* a Deallocate: @keep is its old states; wgen kept */
 	ANV_VERIFY_CHG_CACHED,      /* a write into the cache: @keep becomes old[] */
 	ANV_VERIFY_CHG_FUA,         /* a write durable at completion */
+	ANV_VERIFY_CHG_NONE,        /* a write, no volatile write cache: old[] untouched */
 };
 void __anv_verify_change_end(struct anv_verify *v, uint64_t slba, uint64_t nlb,
 			     const uint64_t *snap, uint64_t wide, int ok, const uint32_t *crc,
