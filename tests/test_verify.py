@@ -243,7 +243,7 @@ async def test_uncorrectable_lba_that_reads_fine_is_an_error(nvme0n1, qpair, ver
 
 # -- format, 4096-byte LBAs ---------------------------------------------------------
 async def test_format_leaves_anything_but_the_old_data(nvme0n1, qpair, verify):
-    """Base 5.23: after Format NVM the controller shall not return user data
+    """Base 5.14: after Format NVM the controller shall not return user data
     written before; what it returns instead is not known."""
     old = await written(nvme0n1, qpair, 3000, 64)
     await nvme0n1.write_zeroes(qpair, 3100, 8)

@@ -222,7 +222,7 @@ cdef class CoreQpair:
             if buf._verified > (1 if isinstance(post, VerifyPost) and
                                 (<VerifyPost>post).buf is buf else 0):
                 # Its DMA would change the data of a verified Read or Write
-                # in flight: a false alarm (verify.py, "Buffers in flight").
+                # in flight: a false alarm (docs/verify.md, "Buffers in flight").
                 raise _exc.InterfaceError(
                     f"buf {buf.name!r} is in use by a verified command in flight: with "
                     f"verification on, give each command in flight its own Buffer")

@@ -295,7 +295,7 @@ int anv_verify_reset(struct anv_verify *v);
  * anv_verify_erased() - a Format NVM or Sanitize of the namespace completed
  *
  * The controller shall not return user data written before (NVMe Base 2.0,
- * 5.23 Format NVM; Sanitize, 5.26, erases it too): each
+ * 5.14 Format NVM; Sanitize, 5.24, erases it too): each
  * LBA holding a stamped write is ANV_VERIFY_NOT_OLD from now on (any data
  * but that write's), every other LBA unknown; nothing is cached any more.
  */
