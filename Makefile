@@ -27,7 +27,8 @@ PYTEST_ARGS ?=
 # inside the guest, and fetch Debian's kernel and busybox-static with apt-get download.
 APT_PACKAGES ?= qemu-system-x86 clang e2fsprogs
 # The spec-behaviour suites, run once per device (--pciaddr sim, then qemu).
-CONFORMANCE = $(sort $(wildcard tests/test_conf_*.py)) tests/test_qemu.py tests/test_api.py
+CONFORMANCE = $(sort $(wildcard tests/test_conf_*.py)) tests/test_qemu.py tests/test_api.py \
+	tests/test_verify.py tests/test_verify_integrity.py
 
 # Debian's own python3 is "externally managed" (PEP 668); these commands install into
 # whichever interpreter PYTHON names, as asked.  Nothing here may wait for input.

@@ -168,7 +168,8 @@ class Namespace:
         """Write (NVM 3.2.8) ``lba_count`` LBAs at ``lba`` from ``buf``."""
         if SETTINGS.fua_write:
             io_flags = io_flags_of(io_flags) | IO_FLAG_FUA
-        post = self._verify_hook(WRITE, buf, lba, lba_count)
+        fua = bool(io_flags_of(io_flags) & IO_FLAG_FUA)
+        post = self._verify_hook(WRITE, buf, lba, lba_count, fua=fua)
         return self._io(qpair, WRITE, lba, lba_count, io_flags, buf, cb, check, timeout, sgl, post)
 
     def compare(self, qpair: "Qpair", buf: Any, lba: int, lba_count: int = 1, io_flags: int = 0,
@@ -203,8 +204,10 @@ class Namespace:
               timeout: float | None = None) -> "asyncio.Future[Any]":
         """Flush (NVM 3.2.4) the volatile write cache."""
         check_qpair(qpair)
+        post = self._verify_hook(FLUSH, None, 0, 0)
         return qpair._core.submit(FLUSH, self.nsid, None, 0, cb=cb, check=check,
-                                  timeout=SETTINGS.timeout if timeout is None else timeout)
+                                  timeout=SETTINGS.timeout if timeout is None else timeout,
+                                  post=post)
 
     def dsm(self, qpair: "Qpair", buf: Any, range_count: int, attribute: int = 0x4,
             cb: Callable | None = None, *, check: bool = True,

@@ -88,7 +88,9 @@ class Resets(Bringup):
             shutdown_done = (t.reg_read(REG_CSTS, 4) >> 2) & 3 == 2
         except Exception:
             pass  # a device already gone has no shutdown to report
-        verify.power_lost(self._namespaces, self._id_ctrl, shutdown_done)
         self._ioworkers.abandon("power loss")
         self._fail_outstanding("power loss")
         t.power_off()
+        # Only now can no write complete any more: one completed after the table
+        # took the power loss would count as durable (verify.h, "Power loss").
+        verify.power_lost(self._namespaces, self._id_ctrl, shutdown_done)

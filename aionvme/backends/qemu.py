@@ -134,7 +134,11 @@ class QemuProcess:
         opts = ",".join(f"{k}={v}" for k, v in cfg.device_opts.items())
         cmd += ["-device", f"nvme,id=nvme0,addr=04.0,{opts}"]
         for i, fd in enumerate(self._images, 1):
-            cmd += ["-drive", f"if=none,id=d{i},file={self._path(fd)},format=raw,cache=writeback",
+            # discard=unmap: without it QEMU's block layer drops every discard, so
+            # Dataset Management deallocates nothing while the namespace reports
+            # DLFEAT 001b (legal, NVM 3.2.3 is advisory, but not what a test expects).
+            cmd += ["-drive", f"if=none,id=d{i},file={self._path(fd)},format=raw,cache=writeback,"
+                              "discard=unmap",
                     "-device", f"nvme-ns,drive=d{i},bus=nvme0,nsid={i},"
                                f"logical_block_size={cfg.lba_size},physical_block_size={cfg.lba_size}"]
         return cmd

@@ -206,6 +206,51 @@ class SimControl:
         return Fault(self, self._call("fault", action="hang", count=count,
                                       **self._match(opcode, qid, nsid, lba, lba_count))["slot"])
 
+
+    # -- data faults of I/O commands: what data verification must catch ---------
+    def _data_fault(self, action: str, opcode: int | None, qid: int | None, nsid: int,
+                    lba: int | None, lba_count: int, count: int, **kw: Any) -> Fault:
+        return Fault(self, self._call("fault", action=action, count=count, **kw,
+                                      **self._match(opcode, qid, nsid, lba, lba_count))["slot"])
+
+    def skip(self, *, opcode: int | None = None, qid: int | None = None, nsid: int = 0,
+             lba: int | None = None, lba_count: int = 1, count: int = 1) -> Fault:
+        """Complete matching I/O commands successfully without carrying them out: a
+        lost Write (reads return the earlier data, stale), or a Write Uncorrectable or
+        Deallocate that did nothing."""
+        return self._data_fault("skip", opcode, qid, nsid, lba, lba_count, count)
+
+    def bitflip(self, *, offset: int = 0, xor: int = 0x01, qid: int | None = None,
+                nsid: int = 0, lba: int | None = None, lba_count: int = 1,
+                count: int = 1) -> Fault:
+        """Matching Reads return their data with byte ``offset`` (from the first LBA
+        read) XOR ``xor``; the media stays intact."""
+        if not 0 <= offset or not 1 <= xor <= 0xFF:
+            raise InterfaceError(f"offset {offset} must be >= 0 and xor {xor:#x} within 0x01..0xff")
+        return self._data_fault("bitflip", 0x02, qid, nsid, lba, lba_count, count, arg=offset,
+                                xor=xor)
+
+    def misplace(self, *, distance: int = 1, qid: int | None = None, nsid: int = 0,
+                 lba: int | None = None, lba_count: int = 1, count: int = 1) -> Fault:
+        """Matching Reads return the data of the LBAs ``distance`` further on
+        (wrapping inside the namespace): misplaced data."""
+        if distance == 0:
+            raise InterfaceError("distance must not be 0")
+        return self._data_fault("misplace", 0x02, qid, nsid, lba, lba_count, count, arg=distance)
+
+    def zeroes(self, *, qid: int | None = None, nsid: int = 0, lba: int | None = None,
+               lba_count: int = 1, count: int = 1) -> Fault:
+        """Matching Reads return all bytes 00h instead of the data."""
+        return self._data_fault("zeroes", 0x02, qid, nsid, lba, lba_count, count)
+
+    def torn(self, *, keep: int = 1, qid: int | None = None, nsid: int = 0,
+             lba: int | None = None, lba_count: int = 1, count: int = 1) -> Fault:
+        """Matching Writes of more than ``keep`` LBAs complete successfully but only
+        their first ``keep`` LBAs reach the media: a torn write (part new, part old)."""
+        if keep < 0:
+            raise InterfaceError(f"keep {keep} must be >= 0")
+        return self._data_fault("torn", 0x01, qid, nsid, lba, lba_count, count, arg=keep)
+
     def clear(self) -> None:
         """Disarm every fault rule."""
         self._call("fault_clear")

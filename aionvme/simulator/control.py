@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aionvme.simulator.device import SimDevice
 
-ACTIONS = {"status": 1, "drop": 2, "delay": 3, "duplicate": 4, "bad_cid": 5, "hang": 6}
+ACTIONS = {"status": 1, "drop": 2, "delay": 3, "duplicate": 4, "bad_cid": 5, "hang": 6,
+           "skip": 7, "bitflip": 8, "misplace": 9, "zeroes": 10, "torn": 11}
 
 
 class Control:
@@ -26,7 +27,7 @@ class Control:
     def op_fault(self, action: str, qid: int = -1, opcode: int = -1, nsid: int = 0,
                  lba: int = 0, lba_count: int = 0, sct: int = 0, sc: int = 0,
                  dnr: bool = True, more: bool = False, count: int = -1,
-                 delay_ms: float = 0) -> dict[str, Any]:
+                 delay_ms: float = 0, arg: int = 0, xor: int = 0) -> dict[str, Any]:
         core = self.dev.core
         slot = core.fault_free_slot()
         if slot < 0:
@@ -37,7 +38,7 @@ class Control:
         hi = lba + lba_count if lba_count else 0
         core.fault_set(slot, ACTIONS[action], qid=qid, opcode=opcode, nsid=nsid,
                        slba_lo=lba, slba_hi=hi, status=status, count=count,
-                       delay_us=int(delay_ms * 1000))
+                       delay_us=int(delay_ms * 1000), arg=arg, xor=xor)
         return {"slot": slot}
 
     def op_fault_clear(self, slot: int | None = None) -> dict[str, Any]:

@@ -184,7 +184,7 @@ class IOWorker:
                 # The parent's own table: the worker stamps, records and checks in it.
                 spec["fds"]["verify"] = verifier.table.fd
                 spec["verify"] = {"nlba": verifier.table.nlba,
-                                  "dealloc_zeroes": int(verifier.dealloc_zeroes)}
+                                  "dlfeat": verifier.dlfeat}
                 fds.append(verifier.table.fd)
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "aionvme.workers", json.dumps(spec),

@@ -64,6 +64,7 @@ cdef class Buffer:
     cdef public str name
     cdef bint _freed
     cdef public int _inflight
+    cdef public int _verified   # verified Reads and Writes in flight (VerifyPost)
     cdef int _exports
 
     def __cinit__(self, size=4096, str name="buffer"):
@@ -86,6 +87,7 @@ cdef class Buffer:
         self.name = name
         self._freed = False
         self._inflight = 0
+        self._verified = 0
         self._exports = 0
 
     def __dealloc__(self):
@@ -96,6 +98,16 @@ cdef class Buffer:
     cdef inline int _check(self) except -1:
         if self._freed:
             raise _exc.BufferFreedError(f"Buffer {self.name!r} was freed")
+        return 0
+
+    cdef inline int _check_writable(self) except -1:
+        self._check()
+        if self._verified:
+            # The data of a verified command in flight: a Write's CRC32C was
+            # taken at submission, a Read's is checked at completion.
+            raise _exc.InterfaceError(
+                f"Buffer {self.name!r} is in use by {self._verified} verified command(s) in "
+                f"flight: changing it now would make the check compare other data")
         return 0
 
     def free(self):
@@ -164,7 +176,7 @@ cdef class Buffer:
         return self.ptr[i]
 
     def __setitem__(self, index, value):
-        self._check()
+        self._check_writable()
         if isinstance(index, slice):
             start, stop, step = index.indices(self.size)
             data = bytes(value)
@@ -195,7 +207,7 @@ cdef class Buffer:
 
     def fill(self, value=0):
         """Set every byte to ``value``."""
-        self._check()
+        self._check_writable()
         memset(self.ptr, <int>(value & 0xff), <size_t>self.size)
 
     def dump(self, size=None):

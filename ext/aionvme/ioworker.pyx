@@ -254,7 +254,7 @@ def ioworker_run(dict a, IOWorkerStats stats):
             if anv_verify_attach(&vt, a["fds"]["verify"], a["nsid"], ver["nlba"],
                                  a["lba_size"]) < 0:
                 raise convert_errno("mapping the verify table")
-            if anv_verify_iow_init(&vw, &vt, cfg.qdepth, cfg.io_size, ver["dealloc_zeroes"],
+            if anv_verify_iow_init(&vw, &vt, cfg.qdepth, cfg.io_size, ver["dlfeat"],
                                    &stats.st.verify_mismatch) < 0:
                 raise convert_errno("preparing data verification")
             cfg.verify_ctx = &vw

@@ -219,6 +219,13 @@ cdef class CoreQpair:
             raise _exc.InterfaceError(f"opcode {opcode:#x} is outside 0..0xff")
         if buf is not None:
             buf.c_iova()  # a freed buffer raises here
+            if buf._verified > (1 if isinstance(post, VerifyPost) and
+                                (<VerifyPost>post).buf is buf else 0):
+                # Its DMA would change the data of a verified Read or Write
+                # in flight: a false alarm (docs/verify.md, "Buffers in flight").
+                raise _exc.InterfaceError(
+                    f"buf {buf.name!r} is in use by a verified command in flight: with "
+                    f"verification on, give each command in flight its own Buffer")
             if xfer_len < 0:
                 xfer_len = buf.size - buf_offset
             if buf_offset < 0 or buf_offset + xfer_len > buf.size:

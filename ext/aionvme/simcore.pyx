@@ -272,7 +272,7 @@ cdef class SimCore:
     # -- faults ----------------------------------------------------------
     def fault_set(self, int idx, int action, int qid=-1, int opcode=-1, uint32_t nsid=0,
                   uint64_t slba_lo=0, uint64_t slba_hi=0, int status=0, long long count=-1,
-                  uint32_t delay_us=0):
+                  uint32_t delay_us=0, long long arg=0, int xor=0):
         cdef sim_fault *f
         if not 0 <= idx < SIM_MAX_FAULTS:
             raise ValueError(f"fault slot {idx} is outside 0..{SIM_MAX_FAULTS - 1}")
@@ -286,6 +286,8 @@ cdef class SimCore:
         f.status = <uint16_t>((status << 1) & 0xfffe)
         f.count = count
         f.delay_us = delay_us
+        f.arg = arg
+        f.xor = <uint8_t>(xor & 0xff)
         f.hits = 0
         f.active = 1
 

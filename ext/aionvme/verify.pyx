@@ -4,6 +4,12 @@ cimport cython
 from aionvme.includes.verify cimport *
 
 
+# token[] bits 63:62 (ANV_VERIFY_OR_ZEROES / _ONES in verify.h): after a
+# Deallocate the LBA may also read as all 00h / all FFh.
+_OR_ZEROES = 1 << 63
+_OR_ONES = 1 << 62
+
+
 def crc32c(data, uint32_t crc=0, bint portable=False):
     """CRC32C of ``data`` (bytes-like), continuing from ``crc``; ``portable``
     uses the table code instead of the SSE4.2 instruction."""
@@ -30,11 +36,19 @@ cdef class VerifyTable:
     cdef anv_verify v
     cdef readonly unsigned int lba_size
 
-    def __cinit__(self, unsigned int nsid, uint64_t nlba, unsigned int lba_size):
+    def __cinit__(self, unsigned int nsid, uint64_t nlba, unsigned int lba_size, str dir=None):
+        cdef bytes d
+        cdef int rc
         self.v.fd = -1
-        if anv_verify_open(&self.v, nsid, nlba, lba_size) < 0:
+        if dir is None:
+            rc = anv_verify_open(&self.v, nsid, nlba, lba_size)
+        else:
+            d = _os.fsencode(dir)
+            rc = anv_verify_open_dir(&self.v, nsid, nlba, lba_size, d)
+        if rc < 0:
             raise convert_errno(
-                f"creating the verify table of namespace {nsid} ({nlba} LBAs of {lba_size} bytes)")
+                f"creating the verify table of namespace {nsid} ({nlba} LBAs of {lba_size} bytes"
+                + (f") in {dir}" if dir is not None else ")"))
         self.lba_size = lba_size
 
     def __dealloc__(self):
@@ -63,18 +77,45 @@ cdef class VerifyTable:
         if anv_verify_reset(&self.v) < 0:
             raise convert_errno(f"resetting the verify table of namespace {self.v.nsid}")
 
+    def save(self, int fd, bytes ident):
+        """Write the table to the regular file ``fd`` (truncated; sparse); ``ident``
+        (at most 256 bytes) names the namespace for load().  LBAs with a change
+        in flight are saved unknown."""
+        cdef uint8_t id_[256]
+        memset(id_, 0, 256)
+        memcpy(id_, <const char *>ident, min(len(ident), 256))
+        if anv_verify_save(&self.v, fd, id_) < 0:
+            raise convert_errno(f"saving the verify table of namespace {self.v.nsid}")
+
+    def load(self, int fd, bytes ident):
+        """Replace the contents with the table saved in ``fd``; raises OSError with
+        errno ESTALE if it was saved for another namespace (``ident``), EINVAL if
+        for another geometry, EBADMSG if it is no saved table."""
+        cdef uint8_t id_[256]
+        memset(id_, 0, 256)
+        memcpy(id_, <const char *>ident, min(len(ident), 256))
+        if anv_verify_load(&self.v, fd, id_) < 0:
+            raise convert_errno(f"loading the verify table of namespace {self.v.nsid}")
+
+    def erased(self):
+        """A Format NVM or Sanitize completed: the data written before must not be
+        returned any more (each LBA that held a stamped write: anything but it)."""
+        anv_verify_erased(&self.v)
+
     def get(self, uint64_t lba):
-        """The entry of ``lba``: 0 unknown, 1 zeroes, 2 uncorrectable, else a CRC32C."""
+        """The entry of ``lba``: 0 unknown, 1 zeroes, 2 uncorrectable, 3 anything but
+        the data written before a Format NVM or Sanitize, else a CRC32C."""
         return anv_verify_get(&self.v, lba)
 
     cdef bint _fits(self, uint64_t lba, uint64_t nlb):
         return 1 <= nlb <= 0x10000 and lba < self.v.nlba and nlb <= self.v.nlba - lba
 
-    cdef object _begin(self, anv_verify_op op, uint8_t *data, anv_verify_range *r, uint32_t nr):
+    cdef object _begin(self, anv_verify_op op, uint8_t *data, anv_verify_range *r, uint32_t nr,
+                       Buffer buf=None):
         cdef anv_verify_io *io = anv_verify_begin(&self.v, op, data, r, nr)
         if io == NULL:
             raise convert_errno(f"verify bookkeeping of namespace {self.v.nsid}")
-        return VerifyPost.new(self, io, r[0].slba, r[0].nlb)
+        return VerifyPost.new(self, io, r[0].slba, r[0].nlb, buf)
 
     cdef object _data(self, anv_verify_op op, Buffer buf, uint64_t lba, uint64_t nlb):
         cdef anv_verify_range r
@@ -82,18 +123,45 @@ cdef class VerifyTable:
             return None
         if <uint64_t>buf.size < nlb << self.v.lba_shift:
             return None  # the submit refuses it: buf is smaller than the transfer
+        if buf._inflight:
+            # Legal NVMe, but the data in buf would then be the race of the
+            # commands sharing it: a Write stamps buf now, a Read is checked
+            # at its completion.  Refused rather than a false alarm.
+            raise _exc.InterfaceError(
+                f"buf {buf.name!r} is in use by {buf._inflight} command(s) in flight: with "
+                f"verification on, a {'Read' if op == ANV_VERIFY_READ else 'Write'} needs a "
+                f"Buffer of its own until it completes (use one Buffer per command in flight)")
         r.slba = lba
         r.nlb = nlb
-        return self._begin(op, buf.ptr, &r, 1)
+        return self._begin(op, buf.ptr, &r, 1, buf)
 
     def read(self, Buffer buf, uint64_t lba, uint64_t nlb):
         """A Read (NVM 3.2.6): check every LBA at successful completion."""
         return self._data(ANV_VERIFY_READ, buf, lba, nlb)
 
-    def write(self, Buffer buf, uint64_t lba, uint64_t nlb):
+    def write(self, Buffer buf, uint64_t lba, uint64_t nlb, bint fua=False):
         """A Write (NVM 3.2.8): stamp each LBA of ``buf`` now, record its CRC32C
-        at successful completion; the LBAs are unknown until then."""
-        return self._data(ANV_VERIFY_WRITE, buf, lba, nlb)
+        at successful completion; the LBAs are unknown until then.  Without
+        ``fua`` (Force Unit Access) it may be lost by a power loss until a Flush."""
+        return self._data(ANV_VERIFY_WRITE_FUA if fua else ANV_VERIFY_WRITE, buf, lba, nlb)
+
+    def flush(self):
+        """A Flush (NVM 3.2.4) about to be submitted: the ``post(cpl)`` that makes
+        every write completed before now durable once it succeeds."""
+        return FlushPost.new(self, anv_verify_flush_begin(&self.v))
+
+    def set_no_cache(self, bint no_cache):
+        """Whether the controller has no volatile write cache (Identify Controller
+        VWC 0): then every completed write is durable and nothing is kept for a
+        power loss."""
+        anv_verify_set_no_cache(&self.v, no_cache)
+
+    def power_loss(self):
+        """Power was lost abruptly with a volatile write cache: each LBA whose last
+        write was not yet durable reads as that write or as before it from now on
+        (or is unknown, when written twice since it was durable).  Returns how
+        many LBAs were left "new or old"."""
+        return anv_verify_power_loss(&self.v)
 
     cdef object _change(self, anv_verify_op op, uint64_t lba, uint64_t nlb):
         cdef anv_verify_range r
@@ -111,10 +179,11 @@ cdef class VerifyTable:
         """A Write Uncorrectable (NVM 3.2.11): a read of the LBAs must then fail."""
         return self._change(ANV_VERIFY_WRITE_UNCOR, lba, nlb)
 
-    def deallocate(self, Buffer buf, unsigned int range_count, bint zeroes):
+    def deallocate(self, Buffer buf, unsigned int range_count, unsigned int dlfeat):
         """A Dataset Management with Attribute - Deallocate (NVM 3.2.3) of the
-        ``range_count`` ranges in ``buf``; they read as zeroes when ``zeroes``
-        (DLFEAT 001b), else as anything."""
+        ``range_count`` ranges in ``buf``.  The command is advisory: each LBA
+        then reads as its old data or, if deallocated, as DLFEAT bits 2:0 say
+        (NVM 3.2.3.2.1: 001b all 00h, 010b all FFh, 000b either)."""
         cdef anv_verify_range r[256]
         cdef uint32_t nr = 0, i, nlb
         cdef uint64_t slba
@@ -136,7 +205,9 @@ cdef class VerifyTable:
             nr += 1
         if nr == 0:
             return None
-        return self._begin(ANV_VERIFY_DEALLOC_ZEROES if zeroes else ANV_VERIFY_DEALLOC,
+        dlfeat &= 7
+        return self._begin(ANV_VERIFY_DEALLOC_ZEROES if dlfeat == 1 else
+                           ANV_VERIFY_DEALLOC_ONES if dlfeat == 2 else ANV_VERIFY_DEALLOC,
                            NULL, r, nr)
 
     cdef object _mismatch(self, anv_verify_mismatch *m, uint64_t bad, uint64_t slba,
@@ -148,7 +219,8 @@ cdef class VerifyTable:
 cdef dict _mismatch_dict(const anv_verify_mismatch *m):
     return {"lba": m.lba, "kind": m.kind, "expected_crc": m.expected_crc,
             "found_crc": m.found_crc, "offset": m.offset, "expected_token": m.expected_token,
-            "found_lba": m.found_lba, "found_token": m.found_token, "value": m.value}
+            "found_lba": m.found_lba, "found_token": m.found_token, "value": m.value,
+            "alt": m.alt}
 
 
 def verify_error(cls, unsigned int nsid, dict m, str more="", **kw):
@@ -157,10 +229,23 @@ def verify_error(cls, unsigned int nsid, dict m, str more="", **kw):
     to its constructor."""
     lba = m["lba"]
     where = f"namespace {nsid} LBA {lba}"
+    alt = m.get("alt", 0)
+    if alt:
+        # After a Deallocate the LBA may also read as the deallocated value.
+        names = [n for bit, n in ((_OR_ZEROES, "all 00h"), (_OR_ONES, "all FFh"))
+                 if alt & bit]
+        more = f" (deallocated, it could also have read as {' or '.join(names)}){more}"
     if m["kind"] == ANV_VERIFY_BAD_ZEROES:
         return cls(f"{where}: expected zeroes, found {m['value']:#04x} at byte {m['offset']}{more}",
                    nsid=nsid, lba=lba, expected="zeroes",
                    found={"offset": m["offset"], "value": m["value"]}, **kw)
+    if m["kind"] == ANV_VERIFY_BAD_OLD:
+        return cls(f"{where}: the data written before the Format NVM or Sanitize is still "
+                   f"returned (stamp LBA {m['found_lba']} token {m['found_token']:#018x}); the "
+                   f"controller shall not return it{more}", nsid=nsid, lba=lba,
+                   expected="not the data written before the erase",
+                   found={"lba": m["found_lba"], "token": m["found_token"],
+                          "crc": m["found_crc"]}, **kw)
     if m["kind"] == ANV_VERIFY_BAD_UNCOR:
         return cls(f"{where}: the LBA was made uncorrectable (Write Uncorrectable) but the read "
                    f"succeeded{more}", nsid=nsid, lba=lba,
@@ -178,6 +263,27 @@ def verify_error(cls, unsigned int nsid, dict m, str more="", **kw):
     return cls(f"{where}: {what}{more}", nsid=nsid, lba=lba, expected=expected, found=found, **kw)
 
 
+@cython.final
+cdef class FlushPost:
+    """Completion hook of a Flush: a success makes the writes completed before
+    its submission durable in the table."""
+    cdef VerifyTable table
+    cdef uint64_t g
+
+    @staticmethod
+    cdef FlushPost new(VerifyTable table, uint64_t g):
+        cdef FlushPost p = FlushPost.__new__(FlushPost)
+        p.table = table
+        p.g = g
+        return p
+
+    def __call__(self, Completion cpl):
+        if self.table is not None:
+            anv_verify_flush_end(&self.table.v, self.g, (cpl.raw_status >> 1) == 0)
+            self.table = None
+        return None
+
+
 @cython.no_gc_clear
 @cython.final
 cdef class VerifyPost:
@@ -188,18 +294,28 @@ cdef class VerifyPost:
     cdef anv_verify_io *io
     cdef uint64_t slba
     cdef uint64_t nlb
+    cdef readonly Buffer buf   # a Read's or Write's data, held until completion
 
     def __init__(self):
         raise TypeError("VerifyPost is made by VerifyTable")
 
     @staticmethod
-    cdef VerifyPost new(VerifyTable table, anv_verify_io *io, uint64_t slba, uint64_t nlb):
+    cdef VerifyPost new(VerifyTable table, anv_verify_io *io, uint64_t slba, uint64_t nlb,
+                        Buffer buf):
         cdef VerifyPost p = VerifyPost.__new__(VerifyPost)
         p.table = table
         p.io = io
         p.slba = slba
         p.nlb = nlb
+        p.buf = buf
+        if buf is not None:
+            buf._verified += 1
         return p
+
+    cdef inline void _done(self):
+        if self.buf is not None:
+            self.buf._verified -= 1
+            self.buf = None
 
     def __call__(self, Completion cpl):
         cdef anv_verify_mismatch m
@@ -209,6 +325,7 @@ cdef class VerifyPost:
             return None
         self.io = NULL
         bad = anv_verify_end(&self.table.v, io, (cpl.raw_status >> 1) == 0, &m)
+        self._done()
         if bad:
             return self.table._mismatch(&m, bad, self.slba, self.nlb)
         return None
@@ -217,3 +334,4 @@ cdef class VerifyPost:
         if self.io != NULL and self.table is not None:
             anv_verify_end(&self.table.v, self.io, 0, NULL)
             self.io = NULL
+        self._done()

@@ -15,6 +15,27 @@ static inline int changes(const struct anv_verify_io *io)
 	return io->op != ANV_VERIFY_READ;
 }
 
+static inline int deallocates(uint32_t op)
+{
+	return op == ANV_VERIFY_DEALLOC || op == ANV_VERIFY_DEALLOC_ZEROES ||
+	       op == ANV_VERIFY_DEALLOC_ONES;
+}
+
+/* What a change is to the volatile write cache (__anv_verify_change_end()). */
+static inline int how(uint32_t op)
+{
+	if (deallocates(op))
+		return ANV_VERIFY_CHG_DEALLOC;
+	return op == ANV_VERIFY_WRITE_FUA ? ANV_VERIFY_CHG_FUA : ANV_VERIFY_CHG_CACHED;
+}
+
+/* The ANV_VERIFY_OR_* a Deallocate leaves (NVM 3.2.3.2.1; DLFEAT bits 2:0). */
+static inline uint64_t dealloc_or(uint32_t op)
+{
+	return __anv_verify_dealloc_or(op == ANV_VERIFY_DEALLOC_ZEROES ? 1u :
+				       op == ANV_VERIFY_DEALLOC_ONES ? 2u : 0u);
+}
+
 /* LBAs of @r that have busy[] snapshots (a wide range counts in one word). */
 static inline uint64_t tracked(const struct anv_verify_range *r)
 {
@@ -26,10 +47,11 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 				       uint32_t nr)
 {
 	struct anv_verify_io *io;
-	uint64_t ncrc = op == ANV_VERIFY_WRITE ? r[0].nlb : 0, nsnap = 0;
+	int write = op == ANV_VERIFY_WRITE || op == ANV_VERIFY_WRITE_FUA;
+	uint64_t ncrc = write ? r[0].nlb : 0, nsnap = 0, nkeep;
 	size_t sz;
 
-	if (!nr || (op == ANV_VERIFY_WRITE || op == ANV_VERIFY_READ ? !data || nr != 1 : 0)) {
+	if (!nr || (write || op == ANV_VERIFY_READ ? !data || nr != 1 : 0)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -40,11 +62,13 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 		}
 		nsnap += tracked(&r[k]);
 	}
-	if ((op == ANV_VERIFY_READ || op == ANV_VERIFY_WRITE) && !nsnap) {
+	if ((op == ANV_VERIFY_READ || write) && !nsnap) {
 		errno = EINVAL; /* a Read or Write moves at most 64 Ki LBAs (NLB, NVM 3.2.6) */
 		return NULL;
 	}
-	sz = sizeof(*io) + nsnap * sizeof(uint64_t) + nr * sizeof(*r) + ncrc * sizeof(uint32_t);
+	nkeep = op != ANV_VERIFY_READ ? nsnap : 0;
+	sz = sizeof(*io) + (nsnap + nkeep) * sizeof(uint64_t) + nr * sizeof(*r) +
+	     ncrc * sizeof(uint32_t);
 	io = malloc(sz);
 	if (!io)
 		return NULL;
@@ -52,10 +76,12 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 	io->op = op;
 	io->nr = nr;
 	io->data = data;
+	io->epoch = __anv_verify_epoch(v);
 	io->snap = (uint64_t *)(io + 1);
-	io->r = (struct anv_verify_range *)(io->snap + nsnap);
+	io->old = nkeep ? io->snap + nsnap : NULL;
+	io->r = (struct anv_verify_range *)(io->snap + nsnap + nkeep);
 	memcpy(io->r, r, nr * sizeof(*r));
-	if (op == ANV_VERIFY_WRITE) {
+	if (write) {
 		io->crc = (uint32_t *)(io->r + nr);
 		io->token = anv_verify_token();
 		__anv_verify_stamp(v, data, r[0].slba, r[0].nlb, io->token, io->crc);
@@ -75,7 +101,8 @@ struct anv_verify_io *anv_verify_begin(struct anv_verify *v, enum anv_verify_op 
 
 			if (__anv_verify_is_wide(r[k].nlb))
 				continue;
-			w = __anv_verify_change_begin(v, r[k].slba, r[k].nlb, io->snap + s);
+			w = __anv_verify_change_begin(v, r[k].slba, r[k].nlb, io->snap + s,
+						      io->old ? io->old + s : NULL);
 			/* One wide sample for the command: any range that saw a
 			 * wide change in flight makes the whole command unknown. */
 			io->wide = w && io->wide ? w : 0;
@@ -100,12 +127,9 @@ static uint32_t result(const struct anv_verify_io *io, const struct anv_verify_r
 	case ANV_VERIFY_WRITE_UNCOR:
 		/* NVM 3.2.11: reads fail until the LBAs are written. */
 		return ANV_VERIFY_UNCOR;
-	case ANV_VERIFY_DEALLOC_ZEROES:
-		/* DLFEAT 001b (Identify Namespace byte 33, bits 2:0):
-		 * deallocated LBAs read as zeroes. */
-		return ANV_VERIFY_ZEROES;
 	default:
-		/* Deallocated LBAs with DLFEAT 000b read back as anything. */
+		/* A Deallocate's result is its old state plus ANV_VERIFY_OR_*
+		 * (__anv_verify_change_end() with @keep). */
 		(void)r;
 		return ANV_VERIFY_UNKNOWN;
 	}
@@ -129,8 +153,9 @@ uint64_t anv_verify_end(struct anv_verify *v, struct anv_verify_io *io, int ok,
 			if (__anv_verify_is_wide(r->nlb))
 				continue;
 			__anv_verify_change_end(v, r->slba, r->nlb, io->snap + s, io->wide, ok,
-						io->op == ANV_VERIFY_WRITE ? io->crc : NULL,
-						result(io, r), io->token);
+						io->crc, result(io, r),
+						deallocates(io->op) ? dealloc_or(io->op) : io->token,
+						io->old + s, how(io->op), io->epoch);
 		}
 		for (uint32_t k = 0; k < io->nr; k++)
 			if (__anv_verify_is_wide(io->r[k].nlb))

@@ -14,10 +14,11 @@ enum {
 	CMD_WRITE,
 	CMD_ZEROES,    /* Write Zeroes */
 	CMD_DEALLOC,   /* Dataset Management, Attribute - Deallocate, one range */
+	CMD_FLUSH,
 };
 
 int anv_verify_iow_init(struct anv_verify_iow *vw, struct anv_verify *v, uint32_t ncid,
-			uint32_t max_nlb, int dealloc_zeroes, struct anv_verify_mismatch *m)
+			uint32_t max_nlb, uint32_t dlfeat, struct anv_verify_mismatch *m)
 {
 	memset(vw, 0, sizeof(*vw));
 	if (!ncid || !max_nlb || __anv_verify_is_wide(max_nlb)) {
@@ -26,7 +27,7 @@ int anv_verify_iow_init(struct anv_verify_iow *vw, struct anv_verify *v, uint32_
 	}
 	vw->v = v;
 	vw->max_nlb = max_nlb;
-	vw->dealloc_zeroes = dealloc_zeroes;
+	vw->dealloc_or = __anv_verify_dealloc_or(dlfeat);
 	vw->m = m;
 	vw->op = calloc(ncid, 1);
 	vw->lba = calloc(ncid, sizeof(uint64_t));
@@ -35,7 +36,10 @@ int anv_verify_iow_init(struct anv_verify_iow *vw, struct anv_verify *v, uint32_
 	vw->token = calloc(ncid, sizeof(uint64_t));
 	vw->snap = calloc((size_t)ncid * max_nlb, sizeof(uint64_t));
 	vw->crc = calloc((size_t)ncid * max_nlb, sizeof(uint32_t));
-	if (!vw->op || !vw->lba || !vw->nlb || !vw->wide || !vw->token || !vw->snap || !vw->crc) {
+	vw->keep = calloc((size_t)ncid * max_nlb, sizeof(uint64_t));
+	vw->epoch = calloc(ncid, sizeof(uint64_t));
+	if (!vw->op || !vw->lba || !vw->nlb || !vw->wide || !vw->token || !vw->snap || !vw->crc ||
+	    !vw->keep || !vw->epoch) {
 		anv_verify_iow_fini(vw);
 		errno = ENOMEM;
 		return -1;
@@ -53,6 +57,10 @@ void anv_verify_iow_fini(struct anv_verify_iow *vw)
 	free(vw->token);
 	free(vw->snap);
 	free(vw->crc);
+	free(vw->keep);
+	free(vw->epoch);
+	vw->keep = NULL;
+	vw->epoch = NULL;
 	vw->op = NULL;
 	vw->lba = NULL;
 	vw->nlb = NULL;
@@ -78,6 +86,7 @@ int anv_verify_iow_submit(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, ui
 		errno = EINVAL;
 		return -1;
 	}
+	vw->epoch[cid] = __anv_verify_epoch(v);
 	switch (op) {
 	case ANV_IOW_READ:
 		vw->wide[cid] = __anv_verify_read_begin(v, lba, nlb, snap);
@@ -87,16 +96,26 @@ int anv_verify_iow_submit(void *ctx, uint16_t cid, uint32_t op, uint64_t lba, ui
 		vw->token[cid] = anv_verify_token();
 		__anv_verify_stamp(v, data, lba, nlb, vw->token[cid],
 				   vw->crc + (size_t)cid * vw->max_nlb);
-		vw->wide[cid] = __anv_verify_change_begin(v, lba, nlb, snap);
+		vw->wide[cid] = __anv_verify_change_begin(v, lba, nlb, snap,
+							  vw->keep + (size_t)cid * vw->max_nlb);
 		vw->op[cid] = CMD_WRITE;
 		break;
 	case ANV_IOW_WRITE_ZEROES:
+		vw->wide[cid] = __anv_verify_change_begin(v, lba, nlb, snap,
+							  vw->keep + (size_t)cid * vw->max_nlb);
+		vw->op[cid] = CMD_ZEROES;
+		break;
+	case ANV_IOW_FLUSH:
+		vw->token[cid] = anv_verify_flush_begin(v);
+		vw->op[cid] = CMD_FLUSH;
+		return 0;
 	case ANV_IOW_DEALLOCATE:
-		vw->wide[cid] = __anv_verify_change_begin(v, lba, nlb, snap);
-		vw->op[cid] = op == ANV_IOW_WRITE_ZEROES ? CMD_ZEROES : CMD_DEALLOC;
+		vw->wide[cid] = __anv_verify_change_begin(v, lba, nlb, snap,
+							  vw->keep + (size_t)cid * vw->max_nlb);
+		vw->op[cid] = CMD_DEALLOC;
 		break;
 	default:
-		/* Flush, Compare, Verify: nothing read into the host, nothing changed. */
+		/* Compare, Verify: nothing read into the host, nothing changed. */
 		return 0;
 	}
 	vw->lba[cid] = lba;
@@ -110,7 +129,7 @@ uint64_t anv_verify_iow_complete(void *ctx, uint16_t cid, int ok, const uint8_t 
 	struct anv_verify *v = vw->v;
 	uint64_t *snap = vw->snap + (size_t)cid * vw->max_nlb;
 	uint64_t lba = vw->lba[cid], bad;
-	uint32_t nlb = vw->nlb[cid], value;
+	uint32_t nlb = vw->nlb[cid];
 	struct anv_verify_mismatch m;
 
 	if (cid >= vw->ncid)
@@ -126,15 +145,25 @@ uint64_t anv_verify_iow_complete(void *ctx, uint16_t cid, int ok, const uint8_t 
 		return bad;
 	case CMD_WRITE:
 		__anv_verify_change_end(v, lba, nlb, snap, vw->wide[cid], ok,
-					vw->crc + (size_t)cid * vw->max_nlb, 0, vw->token[cid]);
+					vw->crc + (size_t)cid * vw->max_nlb, 0, vw->token[cid],
+					vw->keep + (size_t)cid * vw->max_nlb, ANV_VERIFY_CHG_CACHED,
+					vw->epoch[cid]);
 		break;
 	case CMD_ZEROES:
+		/* NVM 3.2.10: Write Zeroes reads back as zeroes. */
+		__anv_verify_change_end(v, lba, nlb, snap, vw->wide[cid], ok, NULL,
+					ANV_VERIFY_ZEROES, 0, vw->keep + (size_t)cid * vw->max_nlb,
+					ANV_VERIFY_CHG_CACHED, vw->epoch[cid]);
+		break;
+	case CMD_FLUSH:
+		anv_verify_flush_end(v, vw->token[cid], ok);
+		break;
 	case CMD_DEALLOC:
-		/* NVM 3.2.10: Write Zeroes reads back as zeroes; NVM 3.2.3:
-		 * deallocated LBAs do when DLFEAT is 001b, else anything. */
-		value = vw->op[cid] == CMD_ZEROES || vw->dealloc_zeroes ?
-			ANV_VERIFY_ZEROES : ANV_VERIFY_UNKNOWN;
-		__anv_verify_change_end(v, lba, nlb, snap, vw->wide[cid], ok, NULL, value, 0);
+		/* NVM 3.2.3.2.1: the old data, or the value DLFEAT reports. */
+		__anv_verify_change_end(v, lba, nlb, snap, vw->wide[cid], ok, NULL,
+					ANV_VERIFY_UNKNOWN, vw->dealloc_or,
+					vw->keep + (size_t)cid * vw->max_nlb, ANV_VERIFY_CHG_DEALLOC,
+					vw->epoch[cid]);
 		break;
 	default:
 		break;

@@ -49,6 +49,8 @@ cdef extern from "aionvme/sim.h" nogil:
         int64_t count
         uint32_t delay_us
         uint64_t hits
+        int64_t arg
+        uint8_t xor "xor"
     struct sim_ctrl:
         uint8_t *bar
         uint32_t dstrd

@@ -80,6 +80,13 @@ enum sim_fault_action {
 	SIM_FAULT_BAD_CID = 5,   /* complete with a CID the host never used (cid ^ 0x8000) */
 	SIM_FAULT_HANG = 6,      /* never complete, and stop fetching from every queue
 				  * (a firmware hang) until a Controller Level Reset */
+	/* Data faults of I/O commands (what data verification must catch): */
+	SIM_FAULT_SKIP = 7,      /* complete successfully without executing: a lost write,
+				  * a Write Uncorrectable or Deallocate not carried out */
+	SIM_FAULT_BITFLIP = 8,   /* Read: byte @arg of the data returned XOR @xor */
+	SIM_FAULT_MISPLACE = 9,  /* Read: the data of the LBAs @arg further on */
+	SIM_FAULT_ZEROES = 10,   /* Read: all bytes 00h instead of the data */
+	SIM_FAULT_TORN = 11,     /* Write: only the first @arg LBAs reach the media */
 };
 
 /**
@@ -87,6 +94,7 @@ enum sim_fault_action {
  * @qid/@opcode/@nsid: -1 / -1 / 0 match any
  * @slba_lo/@slba_hi: LBA window an IO command must touch (hi 0: any)
  * @count: how many more matches fire (-1: unlimited)
+ * @arg/@xor: the data faults' parameters (enum sim_fault_action)
  */
 struct sim_fault {
 	uint8_t active;
@@ -100,6 +108,8 @@ struct sim_fault {
 	int64_t count;
 	uint32_t delay_us;
 	uint64_t hits;
+	int64_t arg;     /* data faults: byte offset, LBA distance, LBAs kept */
+	uint8_t xor;     /* SIM_FAULT_BITFLIP */
 };
 
 struct sim_delayed {

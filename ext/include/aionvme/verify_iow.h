@@ -19,10 +19,13 @@
  * @v: the namespace's table, attached
  * @ncid: CIDs 0 to @ncid - 1 are tracked
  * @max_nlb: the most LBAs a command moves
- * @dealloc_zeroes: deallocated LBAs read as zeroes (DLFEAT 001b)
+ * @dealloc_or: what a deallocated LBA may read as besides its old data
+ *	(ANV_VERIFY_OR_*, from DLFEAT)
  * @op/@lba/@nlb/@wide/@token: per CID, the command in flight (@op 0: none)
  * @snap: per CID, @max_nlb busy[] snapshots
  * @crc: per CID, @max_nlb CRC32C of a write's data
+ * @keep: per CID, @max_nlb states a change replaces
+ * @epoch: per CID, the power loss epoch the command began in
  * @m: where the first mismatch is described (the shared statistics block)
  * @mismatches: reads that failed the check
  */
@@ -30,7 +33,7 @@ struct anv_verify_iow {
 	struct anv_verify *v;
 	uint32_t ncid;
 	uint32_t max_nlb;
-	int dealloc_zeroes;
+	uint64_t dealloc_or;
 	uint8_t *op;
 	uint64_t *lba;
 	uint32_t *nlb;
@@ -38,6 +41,8 @@ struct anv_verify_iow {
 	uint64_t *token;
 	uint64_t *snap;
 	uint32_t *crc;
+	uint64_t *keep;
+	uint64_t *epoch;
 	struct anv_verify_mismatch *m;
 	uint64_t mismatches;
 };
@@ -45,12 +50,13 @@ struct anv_verify_iow {
 /**
  * anv_verify_iow_init() - prepare the per-CID state of @ncid commands
  * @v: the table, attached by the caller (and closed by it after fini)
+ * @dlfeat: the namespace's DLFEAT (Identify Namespace byte 33)
  * @m: where to describe the first mismatch
  *
  * Return: 0, or -1 with errno set.
  */
 int anv_verify_iow_init(struct anv_verify_iow *vw, struct anv_verify *v, uint32_t ncid,
-			uint32_t max_nlb, int dealloc_zeroes, struct anv_verify_mismatch *m);
+			uint32_t max_nlb, uint32_t dlfeat, struct anv_verify_mismatch *m);
 
 /**
  * anv_verify_iow_fini() - free the per-CID state

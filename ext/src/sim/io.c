@@ -406,10 +406,47 @@ static uint64_t first_uncor_lba(struct sim_ns *ns, uint64_t off, uint64_t len)
 }
 
 /*
- * Execute one NVM command; returns the status field (without phase).  @elba
- * comes in as the command's SLBA and leaves as the LBA an error names.
+ * A Read under a data fault (@f): the data goes through the scratch buffer,
+ * changed as the fault says, so the media stays intact.
  */
-static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe, uint64_t *elba)
+static uint16_t read_faulty(struct sim_ctrl *c, struct sim_ns *ns, const struct anv_sqe *sqe,
+			    uint64_t off, uint64_t len, const struct sim_fault *f)
+{
+	uint16_t status = 0;
+	uint64_t from = off;
+
+	if (len > c->scratch_size)
+		return st(ANV_SCT_GENERIC, ANV_SC_INVALID_FIELD);
+	if (f->action == SIM_FAULT_MISPLACE) {
+		int64_t d = f->arg * (int64_t)(1ull << ns->lba_shift);
+
+		/* Wrap inside the namespace: the data of some other LBA. */
+		from = (uint64_t)(((int64_t)off + d) % (int64_t)(ns->nlba << ns->lba_shift));
+		if ((int64_t)from < 0)
+			from += ns->nlba << ns->lba_shift;
+		if (from + len > ns->nlba << ns->lba_shift)
+			from = 0;
+	}
+	if (f->action == SIM_FAULT_ZEROES)
+		memset(c->scratch, 0, len);
+	else
+		memcpy(c->scratch, ns->media + from, len);
+	if (f->action == SIM_FAULT_BITFLIP && f->arg >= 0 && (uint64_t)f->arg < len)
+		c->scratch[f->arg] ^= f->xor ? f->xor : 0x01;
+	if (sim_dma(c, sqe, c->scratch, len, 1, &status) < 0)
+		return status;
+	c->units_read += len >> 9;
+	c->host_reads++;
+	return 0;
+}
+
+/*
+ * Execute one NVM command; returns the status field (without phase).  @elba
+ * comes in as the command's SLBA and leaves as the LBA an error names.  @f:
+ * a matching data fault rule, or NULL.
+ */
+static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe, uint64_t *elba,
+			const struct sim_fault *f)
 {
 	struct sim_ns *ns;
 	uint64_t slba, off, len;
@@ -459,12 +496,30 @@ static uint16_t exec_io(struct sim_ctrl *c, const struct anv_sqe *sqe, uint64_t 
 		}
 		if (dulbe_hit(ns, off, len, elba))
 			return st(ANV_SCT_MEDIA, ANV_SC_DEALLOC_OR_UNWRITTEN);
+		if (f && f->action >= SIM_FAULT_BITFLIP && f->action <= SIM_FAULT_ZEROES)
+			return read_faulty(c, ns, sqe, off, len, f);
 		if (sim_dma(c, sqe, ns->media + off, len, 1, &status) < 0)
 			return status;
 		c->units_read += len >> 9;
 		c->host_reads++;
 		return 0;
 	case ANV_NVM_WRITE:
+		if (f && f->action == SIM_FAULT_TORN && f->arg >= 0 && (uint64_t)f->arg < nlb) {
+			/* Power or firmware tore the write: only the first LBAs land. */
+			uint64_t keep = (uint64_t)f->arg << ns->lba_shift;
+
+			if (len > c->scratch_size)
+				return st(ANV_SCT_GENERIC, ANV_SC_INVALID_FIELD);
+			if (sim_dma(c, sqe, c->scratch, len, 0, &status) < 0)
+				return status;
+			if (c->vwc_enabled && !(sqe->cdw12 & (1u << 30)))
+				journal_add(c, sqe->nsid, off, keep);
+			memcpy(ns->media + off, c->scratch, keep);
+			uncor_set(ns, off, keep, 0);
+			bits_set(ns->written, off, keep, 1);
+			c->host_writes++;
+			return 0;
+		}
 		/* FUA (cdw12 bit 30) writes through the cache. */
 		if (c->vwc_enabled && !(sqe->cdw12 & (1u << 30)))
 			journal_add(c, sqe->nsid, off, len);
@@ -567,8 +622,11 @@ static inline __attribute__((always_inline)) int run_one(struct sim_ctrl *c, uin
 		status = c->io_block_status;
 	} else if (f >= 0 && c->faults[f].action == SIM_FAULT_STATUS) {
 		status = c->faults[f].status; /* a whole status field, DNR included */
+	} else if (f >= 0 && c->faults[f].action == SIM_FAULT_SKIP) {
+		status = 0; /* success, and nothing done: what verification must catch */
 	} else {
-		status = exec_io(c, &sqe, &elba);
+		status = exec_io(c, &sqe, &elba, f >= 0 && c->faults[f].action >= SIM_FAULT_BITFLIP ?
+				 &c->faults[f] : NULL);
 		/* 4.2.3: DNR is set when a retry would fail the same way. */
 		if (status)
 			status |= (uint16_t)(1u << 15);
