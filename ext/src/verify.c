@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "aionvme/stamp.h"
 #include "aionvme/verify.h"
 
 #define PAGE 4096u
@@ -398,11 +399,7 @@ void __anv_verify_stamp(const struct anv_verify *v, uint8_t *data, uint64_t slba
 		uint64_t lba = slba + i;
 		uint32_t c;
 
-		/* Little endian, as every other NVMe field. */
-		for (int b = 0; b < 8; b++) {
-			p[b] = (uint8_t)(lba >> (8 * b));
-			p[8 + b] = (uint8_t)(token >> (8 * b));
-		}
+		anv_stamp_lba(p, lba, token);
 		/* The CRC of what the device is handed now: a buffer changed
 		 * while the write is in flight is the test's own race. */
 		c = anv_crc32c_plan_run(&v->plan, p);
