@@ -13,6 +13,7 @@
 #   make test-wheel  the package as a user has it: a wheel in a new venv, examples/test_demo.py
 #                  run from a folder outside the repository (make test runs it)
 #   make bench     benchmarks/bench_qd.py and bench_qemu.py, JSON into bench-results/
+#   make bench-guest  ioworkers on vfio and kernel passthrough inside the test guest
 #   make docs      the documentation site into site/ (mkdocs build --strict)
 #   make lint      ruff check
 #   make clean     remove build products
@@ -42,7 +43,7 @@ TEST_DEPS = "uvloop>=0.19" "mkdocs-material>=9" "mkdocstrings[python]>=0.24" "ri
 CHECKED = aionvme tests benchmarks examples
 
 .PHONY: all build-tools deps compile debug test-debug test-deps system-deps test test-guest test-fast \
-	test-wheel demo bench docs lint clean
+	test-wheel demo bench bench-guest docs lint clean
 
 all: compile
 
@@ -137,6 +138,17 @@ bench: test-deps
 	$(PYTHON) benchmarks/bench_qd.py --json bench-results/bench_qd.json
 	$(PYTHON) benchmarks/bench_qemu.py --json bench-results/bench_qemu.json
 	$(PYTHON) benchmarks/bench_ioworker.py --json bench-results/bench_ioworker.json
+
+# ioworker 4K randread/randwrite QD64 on vfio and on kernel passthrough, in the test guest
+# (QEMU's controller under TCG: correctness figures, not speed), JSON into bench-results/.
+bench-guest: test-deps
+	@mkdir -p bench-results
+	$(PYTHON) tests/guest/guest.py run --vfio 1 --env AIONVME_ARENA_MB=128 --timeout 900 \
+	    --log bench-results/bench_vfio_guest.log -- $(PYTHON) benchmarks/bench_device.py \
+	    --pciaddr 0000:00:04.0 --time 2 --qd1 500 > bench-results/bench_vfio_guest.json
+	$(PYTHON) tests/guest/guest.py run --kernel 1 --timeout 900 \
+	    --log bench-results/bench_kernel_guest.log -- $(PYTHON) benchmarks/bench_device.py \
+	    --pciaddr /dev/nvme0 --time 2 --qd1 500 > bench-results/bench_kernel_guest.json
 
 docs: test-deps
 	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict

@@ -176,7 +176,7 @@ class IOWorker:
                 "seq_iova": seq.iova if seq is not None else 0,
                 "nseq": len(a.io_sequence or ()), "cpu": self.cpu,
                 # Write tokens: this process's and the worker's own, then the command number.
-                "stamp": ((os.getpid() & 0xFFFFFF) << 40 | (qp.qid & 0xFF) << 32) if a.stamp else 0,
+                "stamp": ((os.getpid() & 0xFFFFFF) << 40 | (qid & 0xFF) << 32) if a.stamp else 0,
                 "log_iova": self._log.iova, "log_size": CMDLOG_ENTRIES,
             }
             fds = [arena.fd, *link_fds, self._stats.fd]

@@ -1,12 +1,14 @@
-"""The kernel transport's speed: ioworkers on io_uring passthrough.
+"""A device's speed through ioworkers: 4 KiB random read and random write at
+QD64 (and QD1 awaited reads from the event loop), on any address: a real SSD
+on vfio-pci (``0000:01:00.0``) or left on the kernel's driver (``/dev/nvme0``,
+io_uring passthrough), or ``sim``/``qemu``.  Run as root on a real drive, or
+in the test guest, where QEMU's controller under TCG gives correctness
+figures only (``make bench-guest`` runs both there)::
 
-4 KiB random read and random write at QD64 (and QD1 awaited reads from the
-event loop) on a drive left on Linux's nvme driver.  Run as root, on a real
-drive or in the test guest (under TCG the figures say only that it works)::
-
-    python3 benchmarks/bench_kernel.py --pciaddr /dev/nvme0 [--time 10] [--json out.json]
-    python3 tests/guest/guest.py run --kernel 1 -- \\
-        python benchmarks/bench_kernel.py --pciaddr /dev/nvme0 --time 2
+    python3 benchmarks/bench_device.py --pciaddr 0000:01:00.0 [--time 10] [--json out.json]
+    python3 benchmarks/bench_device.py --pciaddr /dev/nvme0
+    python3 tests/guest/guest.py run --vfio 1 --env AIONVME_ARENA_MB=128 -- \\
+        python benchmarks/bench_device.py --pciaddr 0000:00:04.0 --time 2
 
 Numbers, not assertions: the test suite never times anything.  Random
 writes overwrite the region they cover (``--region-mib``, from LBA 0).
@@ -52,7 +54,7 @@ async def qd1_reads(ns: aionvme.Namespace, q: aionvme.Qpair, count: int) -> dict
 
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pciaddr", default="/dev/nvme0")
+    p.add_argument("--pciaddr", default="sim")
     p.add_argument("--time", type=float, default=10.0)
     p.add_argument("--qdepth", type=int, default=64)
     p.add_argument("--region-mib", type=int, default=64)
@@ -63,7 +65,7 @@ async def main() -> None:
         ns = await aionvme.Namespace(nvme0, 1)
         region = min(ns.nsze, (args.region_mib << 20) // ns.lba_size)
         out: dict[str, Any] = {
-            "bench": "kernel", "address": args.pciaddr, "model": nvme0.id_data(63, 24, str),
+            "bench": "device", "backend": nvme0.backend, "address": args.pciaddr, "model": nvme0.id_data(63, 24, str),
             "kernel": platform.release(), "lba_size": ns.lba_size,
             "randread": await worker(ns, 100, args.qdepth, args.time, region),
             "randwrite": await worker(ns, 0, args.qdepth, args.time, region),
