@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 STDERR_TAIL = 2000     # bytes of a dead worker's stderr put in the exception
 GRACE_S = 5.0          # beyond its own command timeout, how long a stopping worker may take
+START_LIMIT_S = 120.0  # from spawn to its native loop running, at most
+START_POLL_S = 0.05    # how often a starting worker is looked at
 
 PIN_MIN_CPUS = 4       # pin workers to cores only with this many (see _cpu_for)
 SEQ_ENTRY = struct.Struct("<QQII")  # struct anv_iow_seq
@@ -195,8 +197,7 @@ class IOWorker:
             raise
         loop = asyncio.get_running_loop()
         if a.time:
-            # A worker that outlives its time limit by its command timeout and more is stuck.
-            self._killer = loop.call_later(a.time + SETTINGS.timeout + GRACE_S, self._overrun)
+            self._arm_overrun(loop.time())
         self._task = loop.create_task(self._supervise())
         nvme._ioworkers.add(self)
         return self
@@ -230,6 +231,19 @@ class IOWorker:
         """Wait until the process exited and the queue was released (never raises)."""
         if self._task is not None:
             await asyncio.shield(self._task)
+
+    def _arm_overrun(self, spawned: float) -> None:
+        """A worker that outlives its time limit by its command timeout and more is
+        stuck.  The limit counts from when it runs, not from its spawn: its Python
+        start-up can take seconds on a slow host (under TCG in the test guest)."""
+        loop = asyncio.get_running_loop()
+        if self._stats is not None and self._stats.started:
+            self._killer = loop.call_later(self.args.time + SETTINGS.timeout + GRACE_S,
+                                           self._overrun)
+        elif loop.time() - spawned > START_LIMIT_S:
+            self._kill()  # never reached its loop: IOWorkerDied names the signal
+        else:
+            self._killer = loop.call_later(START_POLL_S, self._arm_overrun, spawned)
 
     def _overrun(self) -> None:
         self._overran = True
