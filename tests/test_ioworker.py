@@ -338,3 +338,21 @@ async def test_ioworker_writes_are_stamped_by_default(nvme0, nvme0n1, qpair):
 
 def media(nvme0, lba, count):
     return lbas(nvme0.sim.media(1, lba, count), lba, count)
+
+
+async def test_a_stuck_worker_is_killed_past_its_time_limit(nvme0n1):
+    """A worker that stops answering (here: SIGSTOP once its loop runs) is killed
+    its command timeout plus a grace after its time limit, counted from when it
+    started running, and the run raises IOWorkerTimeout (the seed's -4)."""
+    from aionvme.exceptions import IOWorkerTimeout
+    old = aionvme.config().timeout
+    aionvme.config(timeout=1)
+    try:
+        w = nvme0n1.ioworker(io_size=8, qdepth=4, time=1)
+        with pytest.raises(IOWorkerTimeout, match="beyond its time limit of 1 s"):
+            async with w:
+                async for _ in w.stats(interval=0.05):
+                    os.kill(w.pid, signal.SIGSTOP)
+                    break
+    finally:
+        aionvme.config(timeout=old)
