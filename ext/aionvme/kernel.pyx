@@ -24,6 +24,18 @@ _KERNEL_OWNS = {0x00: "raw_queues", 0x01: "raw_queues", 0x04: "raw_queues",
                 0x05: "raw_queues", 0x0C: "aer", 0x7C: "doorbell_buffer"}
 
 
+cdef inline void _sqe_dwords(anv_sqe *sqe, tuple args):
+    """cdw10-15, cdw2 and cdw3 of a queued command (the argument tuple of submit())."""
+    sqe.cdw10 = args[4]
+    sqe.cdw11 = args[5]
+    sqe.cdw12 = args[6]
+    sqe.cdw13 = args[7]
+    sqe.cdw14 = args[8]
+    sqe.cdw15 = args[9]
+    sqe.cdw2 = args[10]
+    sqe.cdw3 = args[11]
+
+
 cdef class _KernelQueue:
     """The CID -> future table of a kernel queue and its cmdlog."""
     cdef anv_kqueue q
@@ -465,14 +477,7 @@ cdef class KernelQpair(_KernelQueue):
         cdef Buffer buf = args[2]
         cdef Py_ssize_t xfer_len = args[3]
         cid = self._prepare(&sqe, opcode, nsid, buf, &xfer_len, args[17], args[12], &data)
-        sqe.cdw10 = args[4]
-        sqe.cdw11 = args[5]
-        sqe.cdw12 = args[6]
-        sqe.cdw13 = args[7]
-        sqe.cdw14 = args[8]
-        sqe.cdw15 = args[9]
-        sqe.cdw2 = args[10]
-        sqe.cdw3 = args[11]
+        _sqe_dwords(&sqe, args)
         # timeout_ms 0: the kernel's own I/O timeout; ours fails the future earlier,
         # while a kernel timeout would reset the controller.
         rc = anv_kqueue_submit(&self.q, self.fds.get(nsid, -1), &sqe, data,
@@ -588,14 +593,7 @@ cdef class KernelAdminQueue(_KernelQueue):
         cid = self._prepare(&tmp, opcode, nsid, buf, &xfer_len, args[17], args[12], &data)
         sqe = &self._sqes[cid]
         sqe[0] = tmp
-        sqe.cdw10 = args[4]
-        sqe.cdw11 = args[5]
-        sqe.cdw12 = args[6]
-        sqe.cdw13 = args[7]
-        sqe.cdw14 = args[8]
-        sqe.cdw15 = args[9]
-        sqe.cdw2 = args[10]
-        sqe.cdw3 = args[11]
+        _sqe_dwords(sqe, args)
         self._data[cid] = data
         self._len[cid] = <uint32_t>xfer_len
         anv_kqueue_log(&self.q, sqe)
