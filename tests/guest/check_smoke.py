@@ -22,21 +22,14 @@ import glob
 import os
 import stat
 import subprocess
-import sys
+
+from checklib import fail, ok  # tests/guest: the script's own folder
+
 
 VFIO_GET_API_VERSION = 0x3B64     # _IO(VFIO_TYPE, VFIO_BASE + 0), <linux/vfio.h>
 VFIO_CHECK_EXTENSION = 0x3B65     # _IO(VFIO_TYPE, VFIO_BASE + 1)
 VFIO_TYPE1v2_IOMMU = 3
 NVME_IOCTL_ADMIN_CMD = 0xC0484E41  # _IOWR('N', 0x41, struct nvme_passthru_cmd), 72 bytes
-
-
-def ok(what: str) -> None:
-    print(f"ok   {what}")
-
-
-def fail(what: str) -> None:
-    print(f"FAIL {what}")
-    sys.exit(1)
 
 
 def sysfs(path: str) -> str:

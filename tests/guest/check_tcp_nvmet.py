@@ -21,24 +21,16 @@ import asyncio
 import mmap
 import os
 import struct
-import sys
 import time
 
 from aionvme.transport.tcp import fabrics as F
 from aionvme.transport.tcp.host import connect
+from checklib import fail, ok  # tests/guest: the script's own folder
+
 
 NULLB = "/sys/kernel/config/nullb/nullb1"
 NVMET = "/sys/kernel/config/nvmet/subsystems"
 LBA = 512
-
-
-def ok(what: str) -> None:
-    print(f"ok   {what}", flush=True)
-
-
-def fail(what: str) -> None:
-    print(f"FAIL {what}", flush=True)
-    sys.exit(1)
 
 
 def write(path: str, value: str) -> None:

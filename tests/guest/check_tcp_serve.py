@@ -24,18 +24,11 @@ import time
 
 from aionvme.transport.tcp import fabrics as F
 from aionvme.transport.tcp.host import connect
+from checklib import fail, ok  # tests/guest: the script's own folder
+
 
 NQN = "nqn.2026-12.io.aionvme:serve"
 PORT = 4421
-
-
-def ok(what: str) -> None:
-    print(f"ok   {what}", flush=True)
-
-
-def fail(what: str) -> None:
-    print(f"FAIL {what}", flush=True)
-    sys.exit(1)
 
 
 def read(path: str) -> str:
